@@ -1,0 +1,202 @@
+//! Access tokens: ES256 verification with pinned algorithm, issuer, audience and clock
+//! leeway, the authenticated `Principal` extractor, and issuing tokens for `token`.
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, web};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::keys::read_key_file;
+use super::scopes::{Interaction, Scope, ScopeContext, parse_scopes};
+use crate::config::Config;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub nbf: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+}
+
+/// Verifies access tokens; built once at start-up from the public key file.
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let pem = read_key_file(&config.jwt_public_key_file, "JWT public key")?;
+        let key = DecodingKey::from_ec_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("the JWT public key is not an EC P-256 PEM key: {e}"))?;
+        // Only ES256: a token with any other `alg` (none, HS256, RS256) is refused.
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[&config.jwt_issuer]);
+        validation.set_audience(&[&config.jwt_audience]);
+        validation.leeway = config.jwt_leeway_seconds;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        Ok(TokenVerifier { key, validation })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind;
+                let reason = match error.kind() {
+                    ErrorKind::ExpiredSignature => "the access token has expired",
+                    ErrorKind::ImmatureSignature => "the access token is not valid yet (nbf)",
+                    ErrorKind::InvalidIssuer => "the access token has the wrong issuer",
+                    ErrorKind::InvalidAudience => "the access token has the wrong audience",
+                    ErrorKind::InvalidAlgorithm => "the access token must be signed with ES256",
+                    ErrorKind::InvalidSignature => "the access token signature does not verify",
+                    ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim",
+                    _ => "the access token is malformed",
+                };
+                ApiError::Unauthorized(reason.to_string())
+            })
+    }
+}
+
+/// What a request may reach: everything its scopes name, or one patient's compartment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Full,
+    Patient(String),
+}
+
+/// The authenticated caller: token subject and granted scopes.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: String,
+    pub scopes: Vec<Scope>,
+    pub patient: Option<String>,
+}
+
+impl Principal {
+    /// Checks the scopes for `interaction` on `resource_type` (`None`: all types, as for
+    /// system history). Patient-context scopes grant access to that patient's data only.
+    pub fn authorize(
+        &self,
+        resource_type: Option<&str>,
+        interaction: Interaction,
+    ) -> Result<Access, ApiError> {
+        let permission = interaction.permission();
+        let granting: Vec<&Scope> = self
+            .scopes
+            .iter()
+            .filter(|scope| scope.grants(resource_type, permission))
+            .collect();
+        if granting
+            .iter()
+            .any(|scope| scope.context != ScopeContext::Patient)
+        {
+            return Ok(Access::Full);
+        }
+        if !granting.is_empty() {
+            if let Some(patient) = &self.patient {
+                return Ok(Access::Patient(patient.clone()));
+            }
+            return Err(ApiError::Forbidden(
+                "patient/ scopes need a token with a patient claim".into(),
+            ));
+        }
+        let target = resource_type.unwrap_or("all resource types");
+        Err(ApiError::Forbidden(format!(
+            "The access token's scopes do not allow {interaction:?} on {target}"
+        )))
+    }
+}
+
+fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
+    let header = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("an Authorization: Bearer token is required".into())
+        })?;
+    let text = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
+    match text.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(ApiError::Unauthorized(
+            "the Authorization header must be 'Bearer <token>'".into(),
+        )),
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let result = (|| {
+            let verifier = request
+                .app_data::<web::Data<TokenVerifier>>()
+                .ok_or_else(|| ApiError::internal("token verifier not configured"))?;
+            let claims = verifier.verify(bearer_token(request)?)?;
+            Ok(Principal {
+                subject: claims.sub,
+                scopes: parse_scopes(&claims.scope),
+                patient: claims.patient,
+            })
+        })();
+        ready(result)
+    }
+}
+
+/// Signs an access token with the configured private key (the `token` command).
+pub fn issue_token(
+    config: &Config,
+    subject: &str,
+    scope: &str,
+    patient: Option<&str>,
+    ttl_seconds: i64,
+) -> anyhow::Result<String> {
+    let pem = read_key_file(&config.jwt_private_key_file, "JWT private key")?;
+    let key = EncodingKey::from_ec_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("the JWT private key is not an EC P-256 PEM key: {e}"))?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        iss: config.jwt_issuer.clone(),
+        sub: subject.to_string(),
+        aud: config.jwt_audience.clone(),
+        exp: now + ttl_seconds,
+        nbf: now,
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        scope: scope.to_string(),
+        patient: patient.map(str::to_string),
+    };
+    Ok(encode(&Header::new(Algorithm::ES256), &claims, &key)?)
+}
+
+/// Is `resource` in the compartment of `patient` (the Patient itself, or about it)?
+pub fn in_patient_compartment(resource_type: &str, resource: &Value, patient: &str) -> bool {
+    let target = format!("Patient/{patient}");
+    match resource_type {
+        "Patient" => resource["id"].as_str() == Some(patient),
+        _ => ["subject", "patient"].iter().any(|field| {
+            resource[*field]["reference"]
+                .as_str()
+                .is_some_and(|reference| {
+                    reference == target || reference.ends_with(&format!("/{target}"))
+                })
+        }),
+    }
+}

@@ -1,0 +1,73 @@
+//! ES256 key files: creation (`keygen`) and loading.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+
+/// Creates a P-256 key pair as PKCS#8 / SPKI PEM files unless the private key already exists.
+/// Returns whether new keys were written.
+pub fn generate_if_missing(private_path: &Path, public_path: &Path) -> anyhow::Result<bool> {
+    if private_path.exists() {
+        if !public_path.exists() {
+            let private = fs::read_to_string(private_path)?;
+            write_public_key(&signing_key_from_pem(&private)?, public_path)?;
+        }
+        return Ok(false);
+    }
+    let signing_key = SigningKey::random(&mut rand_core::OsRng);
+    let private_pem = signing_key
+        .to_pkcs8_pem(LineEnding::LF)
+        .context("encoding the private key")?;
+    for path in [private_path, public_path] {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
+    write_private(private_path, private_pem.as_bytes())?;
+    write_public_key(&signing_key, public_path)?;
+    Ok(true)
+}
+
+fn signing_key_from_pem(pem: &str) -> anyhow::Result<SigningKey> {
+    use p256::pkcs8::DecodePrivateKey;
+    SigningKey::from_pkcs8_pem(pem).context("the private key file is not a PKCS#8 P-256 key")
+}
+
+fn write_public_key(signing_key: &SigningKey, path: &Path) -> anyhow::Result<()> {
+    let public_pem = signing_key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .context("encoding the public key")?;
+    fs::write(path, public_pem).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn read_key_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    fs::read(path).with_context(|| {
+        format!(
+            "reading the {what} at {} (run `ketamine-fhir keygen` to create a local key pair)",
+            path.display()
+        )
+    })
+}

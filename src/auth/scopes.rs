@@ -1,0 +1,158 @@
+//! SMART on FHIR scopes (v2 `system/Patient.cruds`, `user/*.rs`; v1 `.read`/`.write`/`.*`)
+//! and which permission each FHIR interaction needs.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeContext {
+    System,
+    User,
+    Patient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Create,
+    Read,
+    Update,
+    Delete,
+    Search,
+}
+
+impl Permission {
+    fn letter(self) -> char {
+        match self {
+            Permission::Create => 'c',
+            Permission::Read => 'r',
+            Permission::Update => 'u',
+            Permission::Delete => 'd',
+            Permission::Search => 's',
+        }
+    }
+}
+
+/// A FHIR interaction, mapped to the SMART permission it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interaction {
+    Create,
+    Read,
+    Vread,
+    Update,
+    Patch,
+    Delete,
+    HistoryInstance,
+    HistoryType,
+    HistorySystem,
+    Search,
+}
+
+impl Interaction {
+    pub fn permission(self) -> Permission {
+        match self {
+            Interaction::Create => Permission::Create,
+            Interaction::Read | Interaction::Vread | Interaction::HistoryInstance => {
+                Permission::Read
+            }
+            Interaction::Update | Interaction::Patch => Permission::Update,
+            Interaction::Delete => Permission::Delete,
+            Interaction::HistoryType | Interaction::HistorySystem | Interaction::Search => {
+                Permission::Search
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub context: ScopeContext,
+    /// `None` for the `*` wildcard.
+    pub resource_type: Option<String>,
+    /// The granted permission letters, a subset of `cruds`.
+    pub permissions: String,
+}
+
+impl Scope {
+    /// Parses one scope; scopes this server does not know (`openid`, `launch`, ...) give `None`.
+    pub fn parse(text: &str) -> Option<Scope> {
+        let (context, rest) = text.split_once('/')?;
+        let context = match context {
+            "system" => ScopeContext::System,
+            "user" => ScopeContext::User,
+            "patient" => ScopeContext::Patient,
+            _ => return None,
+        };
+        let (resource_type, permissions) = rest.split_once('.')?;
+        // v2 permissions may carry a query (`.rs?category=...`); it narrows, so refuse to widen.
+        if permissions.contains('?') {
+            return None;
+        }
+        let permissions = match permissions {
+            "read" => "rs".to_string(),
+            "write" => "cud".to_string(),
+            "*" => "cruds".to_string(),
+            letters if is_v2_permission_string(letters) => letters.to_string(),
+            _ => return None,
+        };
+        let resource_type = match resource_type {
+            "*" => None,
+            name if name.chars().next()?.is_ascii_uppercase() => Some(name.to_string()),
+            _ => return None,
+        };
+        Some(Scope {
+            context,
+            resource_type,
+            permissions,
+        })
+    }
+
+    pub fn grants(&self, resource_type: Option<&str>, permission: Permission) -> bool {
+        let type_ok = match (&self.resource_type, resource_type) {
+            (None, _) => true,
+            (Some(granted), Some(wanted)) => granted == wanted,
+            (Some(_), None) => false,
+        };
+        type_ok && self.permissions.contains(permission.letter())
+    }
+}
+
+/// v2 permission strings are letters of `cruds` in that order, each at most once.
+fn is_v2_permission_string(letters: &str) -> bool {
+    let mut last = None;
+    !letters.is_empty()
+        && letters.chars().all(|c| {
+            let position = "cruds".find(c);
+            let ok = position.is_some() && position > last;
+            last = position;
+            ok
+        })
+}
+
+pub fn parse_scopes(text: &str) -> Vec<Scope> {
+    text.split_whitespace().filter_map(Scope::parse).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_and_v1_forms() {
+        let scope = Scope::parse("system/Patient.cruds").unwrap();
+        assert!(scope.grants(Some("Patient"), Permission::Delete));
+        assert!(!scope.grants(Some("Observation"), Permission::Read));
+        let read = Scope::parse("user/*.read").unwrap();
+        assert!(read.grants(Some("Observation"), Permission::Search));
+        assert!(!read.grants(Some("Observation"), Permission::Create));
+        let write = Scope::parse("system/Observation.write").unwrap();
+        assert!(write.grants(Some("Observation"), Permission::Update));
+        assert!(!write.grants(Some("Observation"), Permission::Read));
+    }
+
+    #[test]
+    fn malformed_scopes_are_ignored() {
+        assert!(Scope::parse("system/Patient.rc").is_none());
+        assert!(Scope::parse("system/Patient.rr").is_none());
+        assert!(Scope::parse("openid").is_none());
+        assert!(Scope::parse("admin/Patient.r").is_none());
+        assert!(Scope::parse("system/Observation.rs?category=vital-signs").is_none());
+        assert_eq!(parse_scopes("openid system/*.rs").len(), 1);
+    }
+}

@@ -1,0 +1,119 @@
+//! The one typed configuration, read from environment variables (or flags) with local defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Server configuration. Every field is an environment variable; README.md lists them all.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://ketamine:ketamine@127.0.0.1:54329/ketamine"
+    )]
+    pub database_url: String,
+
+    /// Address the HTTP server binds to (`host:port`; port 0 picks a free port).
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Externally visible base URL of the FHIR endpoint, used in links and Location headers.
+    /// Defaults to `http://{LISTEN_ADDR}/fhir`.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+
+    /// Log output: `pretty` for people, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// How long a request waits for a pooled connection (or a new one) before it gets a 503.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+
+    /// Default page size of searches and histories.
+    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value_t = 20)]
+    pub default_page_size: i64,
+
+    /// Largest page size a client may ask for with `_count`.
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 500)]
+    pub max_page_size: i64,
+
+    /// PEM file with the ES256 public key that verifies access tokens.
+    #[arg(
+        long,
+        env = "JWT_PUBLIC_KEY_FILE",
+        default_value = ".data/jwt/public.pem"
+    )]
+    pub jwt_public_key_file: PathBuf,
+
+    /// PEM file with the ES256 private key used by `token` (and created by `keygen`).
+    #[arg(
+        long,
+        env = "JWT_PRIVATE_KEY_FILE",
+        default_value = ".data/jwt/private.pem"
+    )]
+    pub jwt_private_key_file: PathBuf,
+
+    /// Required `iss` claim of access tokens.
+    #[arg(long, env = "JWT_ISSUER", default_value = "ketamine-fhir-dev")]
+    pub jwt_issuer: String,
+
+    /// Required `aud` claim of access tokens.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "ketamine-fhir")]
+    pub jwt_audience: String,
+
+    /// Clock leeway, in seconds, when checking `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = 30)]
+    pub jwt_leeway_seconds: u64,
+
+    /// Seconds given to in-flight requests to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub shutdown_timeout_seconds: u64,
+
+    /// Number of HTTP worker threads (0 = one per CPU core).
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Config {
+    /// The FHIR base URL as clients see it, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}/fhir", self.listen_addr),
+        }
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    /// The defaults, as a local `serve` would see them with no environment set.
+    /// Tests start from this and override what they need.
+    pub fn local_defaults() -> Self {
+        use clap::FromArgMatches;
+        let command = <Self as Args>::augment_args(clap::Command::new("config"));
+        let matches = command
+            .try_get_matches_from(["config"])
+            .expect("configuration defaults parse");
+        Self::from_arg_matches(&matches).expect("configuration defaults are valid")
+    }
+}

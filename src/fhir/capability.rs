@@ -1,0 +1,81 @@
+//! The CapabilityStatement, generated from the registry and the interactions the route table
+//! serves, so it can never list something the server does not do.
+
+use serde_json::{Value, json};
+
+use super::FHIR_VERSION;
+use super::definitions::registry;
+use super::search_index::{IndexKind, indexed_parameters};
+
+/// The interactions served for every resource type (see `routes::configure`).
+pub const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+];
+
+/// The system-level interactions served.
+pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+
+pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
+    let registry = registry();
+    let resources: Vec<Value> = registry
+        .resource_types()
+        .iter()
+        .map(|resource_type| {
+            let mut search_params = vec![
+                json!({"name": "_id", "type": "token", "documentation": "Logical id; comma for OR"}),
+                json!({"name": "_lastUpdated", "type": "date", "documentation": "When last changed; prefixes eq ne lt le gt ge sa eb"}),
+            ];
+            for parameter in indexed_parameters(resource_type) {
+                let definition = registry.search_parameter(resource_type, &parameter.code);
+                search_params.push(json!({
+                    "name": parameter.code,
+                    "type": match parameter.kind { IndexKind::Token => "token", IndexKind::Reference => "reference" },
+                    "documentation": definition.map(|d| d.description.lines().next().unwrap_or_default().to_string()).unwrap_or_default(),
+                }));
+            }
+            json!({
+                "type": resource_type,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
+                "interaction": TYPE_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+                "searchParam": search_params,
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "ketamine-fhir",
+        "kind": "instance",
+        "software": {"name": "ketamine-fhir", "version": software_version},
+        "implementation": {"description": "FHIR R4 server for ketamine-infusion pain clinics", "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "application/json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": registry.source,
+            "security": {
+                "cors": false,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+                "description": "Bearer JWT (ES256) with SMART v2 scopes such as system/Patient.cruds or user/*.rs; v1 .read/.write accepted."
+            },
+            "resource": resources,
+            "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+        }],
+    })
+}

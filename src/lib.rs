@@ -1,0 +1,13 @@
+//! ketamine-fhir: a FHIR R4 server for ketamine-infusion pain clinics.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod fhir;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod seed;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

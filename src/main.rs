@@ -1,0 +1,108 @@
+//! Command-line entry: serve, migrate, seed, keygen, token, openapi.
+
+use clap::{Parser, Subcommand};
+
+use ketamine_fhir::config::Config;
+use ketamine_fhir::startup::Application;
+use ketamine_fhir::{auth, openapi, seed, startup, store, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "ketamine-fhir",
+    version,
+    about = "FHIR R4 server for ketamine-infusion pain clinics"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve HTTP until SIGINT/SIGTERM.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Load data into the database.
+    Seed {
+        /// The deterministic synthetic demo clinic (idempotent).
+        #[arg(long, required = true)]
+        demo: bool,
+    },
+    /// Create the ES256 key pair files if they do not exist.
+    Keygen,
+    /// Print a signed access token, and nothing else, on stdout.
+    Token {
+        #[arg(long)]
+        subject: String,
+        /// Space-separated SMART scopes, e.g. "system/*.cruds".
+        #[arg(long)]
+        scope: String,
+        /// Patient id for patient/ scopes.
+        #[arg(long)]
+        patient: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.config;
+    match cli.command {
+        Command::Serve => {
+            telemetry::init_tracing(config.log_format);
+            let applied = store::run_migrations(&config.database_url).await?;
+            tracing::info!(count = applied.len(), "migrations applied");
+            let application = Application::build(&config)?;
+            tracing::info!(base_url = %application.base_url(), "serving FHIR");
+            application.run_until_stopped().await?;
+            tracing::info!("stopped");
+        }
+        Command::Migrate => {
+            telemetry::init_tracing(config.log_format);
+            let applied = store::run_migrations(&config.database_url).await?;
+            tracing::info!(applied = ?applied, "migrations up to date");
+        }
+        Command::Seed { demo: _ } => {
+            telemetry::init_tracing(config.log_format);
+            let pool = startup::command_pool(&config)?;
+            let summary = seed::load_demo(&pool).await?;
+            tracing::info!(
+                created = summary.created,
+                existing = summary.existing,
+                "demo data loaded"
+            );
+        }
+        Command::Keygen => {
+            let created = auth::keys::generate_if_missing(
+                &config.jwt_private_key_file,
+                &config.jwt_public_key_file,
+            )?;
+            let state = if created { "created" } else { "kept existing" };
+            eprintln!(
+                "{state} key pair: {}",
+                config.jwt_private_key_file.display()
+            );
+        }
+        Command::Token {
+            subject,
+            scope,
+            patient,
+            ttl,
+        } => {
+            println!(
+                "{}",
+                auth::jwt::issue_token(&config, &subject, &scope, patient.as_deref(), ttl)?
+            );
+        }
+        Command::Openapi => println!("{}", openapi::document_json()),
+    }
+    Ok(())
+}

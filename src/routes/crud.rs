@@ -1,0 +1,324 @@
+//! Instance interactions: create, read, vread, update, patch, delete.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::Value;
+
+use super::AppState;
+use super::http::{
+    Preferences, RESOURCE_CONTENT_TYPES, if_match, if_none_match_hits, parse_json, preferences,
+    read_body, require_content_type, resource_response, write_response,
+};
+use crate::auth::jwt::{Access, in_patient_compartment};
+use crate::auth::{Interaction, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::fhir::outcome::Issue;
+use crate::fhir::resource::{id_of, resource_type_of};
+use crate::fhir::validation::{ValidationOptions, validate_resource};
+use crate::fhir::{ResourceId, ResourceType, parse_version_id};
+use crate::store::resources::{self, Current, NextContent, WriteMethod};
+
+/// Reads, parses and validates a resource body for `resource_type`. Returns the resource
+/// and the warnings to report (lenient handling).
+async fn resource_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    resource_type: &ResourceType,
+    preferences: Preferences,
+) -> ApiResult<(Value, Vec<Issue>)> {
+    require_content_type(request, RESOURCE_CONTENT_TYPES)?;
+    let body = read_body(request, payload, state.max_body_bytes).await?;
+    let resource = parse_json(&body)?;
+    if !resource.is_object() {
+        return Err(ApiError::bad_request(
+            "The body must be a JSON object holding one FHIR resource",
+        ));
+    }
+    let warnings = checked(resource_type, &resource, preferences)?;
+    Ok((resource, warnings))
+}
+
+/// Validates; errors refuse the write (400 for base-spec rules, 422 for profile rules).
+fn checked(
+    resource_type: &ResourceType,
+    resource: &Value,
+    preferences: Preferences,
+) -> ApiResult<Vec<Issue>> {
+    let options = ValidationOptions {
+        lenient: preferences.lenient,
+    };
+    let report = validate_resource(resource_type.as_str(), resource, options);
+    if report.structural_errors() {
+        Err(ApiError::Invalid(report.issues))
+    } else if report.has_errors() {
+        Err(ApiError::Unprocessable(report.issues))
+    } else {
+        Ok(report.issues)
+    }
+}
+
+fn ensure_in_compartment(
+    access: &Access,
+    resource_type: &ResourceType,
+    resource: &Value,
+) -> ApiResult<()> {
+    match access {
+        Access::Full => Ok(()),
+        Access::Patient(patient)
+            if in_patient_compartment(resource_type.as_str(), resource, patient) =>
+        {
+            Ok(())
+        }
+        Access::Patient(_) => Err(ApiError::Forbidden(
+            "The access token is limited to one patient's data; this resource is outside it".into(),
+        )),
+    }
+}
+
+fn live_content<'c>(
+    current: Option<&'c Current>,
+    resource_type: &ResourceType,
+    id: &ResourceId,
+) -> ApiResult<&'c Value> {
+    match current {
+        None => Err(ApiError::NotFound(format!(
+            "{resource_type}/{id} does not exist"
+        ))),
+        Some(Current {
+            content: Some(content),
+            ..
+        }) => Ok(content),
+        Some(_) => Err(ApiError::Gone(format!(
+            "{resource_type}/{id} has been deleted"
+        ))),
+    }
+}
+
+pub async fn create(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    let resource_type = ResourceType::parse(&path)?;
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Create)?;
+    let preferences = preferences(request.headers());
+    let (resource, warnings) =
+        resource_body(&request, payload, &state, &resource_type, preferences).await?;
+    ensure_in_compartment(&access, &resource_type, &resource)?;
+    let id = ResourceId::generate();
+    let written = resources::write_version(
+        &state.pool,
+        &resource_type,
+        &id,
+        WriteMethod::Create,
+        None,
+        |_| Ok(NextContent::Write(resource)),
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal("create wrote nothing"))?;
+    Ok(write_response(
+        StatusCode::CREATED,
+        &written.version,
+        &state.base_url,
+        preferences,
+        &warnings,
+    ))
+}
+
+pub async fn read(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Read)?;
+    let current = resources::read_current(&state.pool, &resource_type, &id).await?;
+    let content = live_content(current.as_ref(), &resource_type, &id)?;
+    ensure_in_compartment(&access, &resource_type, content)?;
+    let current = current
+        .as_ref()
+        .expect("live content implies a current version");
+    let version = resources::Version {
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version_id: current.version_id,
+        last_updated: current.last_updated,
+        deleted: false,
+        method: String::new(),
+        content: None,
+    };
+    if if_none_match_hits(request.headers(), current.version_id) {
+        return Ok(
+            resource_response(StatusCode::NOT_MODIFIED, &version, &state.base_url, false).finish(),
+        );
+    }
+    Ok(resource_response(StatusCode::OK, &version, &state.base_url, false).json(content))
+}
+
+pub async fn vread(
+    path: web::Path<(String, String, String)>,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Vread)?;
+    let version_id = parse_version_id(&path.2)?;
+    let version = resources::read_version(&state.pool, &resource_type, &id, version_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("{resource_type}/{id} has no version {version_id}"))
+        })?;
+    let Some(content) = &version.content else {
+        return Err(ApiError::Gone(format!(
+            "Version {version_id} of {resource_type}/{id} is a deletion"
+        )));
+    };
+    ensure_in_compartment(&access, &resource_type, content)?;
+    Ok(resource_response(StatusCode::OK, &version, &state.base_url, false).json(content))
+}
+
+pub async fn update(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Update)?;
+    let preferences = preferences(request.headers());
+    let expected_version = if_match(request.headers())?;
+    let (resource, warnings) =
+        resource_body(&request, payload, &state, &resource_type, preferences).await?;
+    match id_of(&resource) {
+        Some(body_id) if body_id == id.as_str() => {}
+        Some(body_id) => {
+            return Err(ApiError::bad_parameter(
+                "id",
+                format!("The body's id '{body_id}' does not match the id '{id}' in the URL"),
+            ));
+        }
+        None => {
+            return Err(ApiError::bad_parameter(
+                "id",
+                format!("The body needs an id, and it must be '{id}'"),
+            ));
+        }
+    }
+    ensure_in_compartment(&access, &resource_type, &resource)?;
+    let written = resources::write_version(
+        &state.pool,
+        &resource_type,
+        &id,
+        WriteMethod::Update,
+        expected_version,
+        |current| {
+            if let Some(content) = current.and_then(|c| c.content.as_ref()) {
+                ensure_in_compartment(&access, &resource_type, content)?;
+            }
+            Ok(NextContent::Write(resource))
+        },
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal("update wrote nothing"))?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(write_response(
+        status,
+        &written.version,
+        &state.base_url,
+        preferences,
+        &warnings,
+    ))
+}
+
+pub async fn patch(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Patch)?;
+    let preferences = preferences(request.headers());
+    let expected_version = if_match(request.headers())?;
+    require_content_type(&request, &["application/json-patch+json"])?;
+    let body = read_body(&request, payload, state.max_body_bytes).await?;
+    let operations: json_patch::Patch =
+        serde_json::from_value(parse_json(&body)?).map_err(|e| {
+            ApiError::bad_request(format!("The body is not a JSON Patch document: {e}"))
+        })?;
+    let mut warnings = Vec::new();
+    let written = resources::write_version(
+        &state.pool,
+        &resource_type,
+        &id,
+        WriteMethod::Patch,
+        expected_version,
+        |current| {
+            let mut patched = live_content(current, &resource_type, &id)?.clone();
+            ensure_in_compartment(&access, &resource_type, &patched)?;
+            json_patch::patch(&mut patched, &operations).map_err(|e| {
+                ApiError::Unprocessable(vec![Issue::error(
+                    "processing",
+                    format!("The patch could not be applied: {e}"),
+                )])
+            })?;
+            if resource_type_of(&patched) != Some(resource_type.as_str())
+                || id_of(&patched) != Some(id.as_str())
+            {
+                return Err(ApiError::Unprocessable(vec![Issue::error(
+                    "processing",
+                    "A patch may not change resourceType or id",
+                )]));
+            }
+            warnings = checked(&resource_type, &patched, preferences)?;
+            ensure_in_compartment(&access, &resource_type, &patched)?;
+            Ok(NextContent::Write(patched))
+        },
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal("patch wrote nothing"))?;
+    Ok(write_response(
+        StatusCode::OK,
+        &written.version,
+        &state.base_url,
+        preferences,
+        &warnings,
+    ))
+}
+
+pub async fn delete(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Delete)?;
+    let expected_version = if_match(request.headers())?;
+    resources::write_version(
+        &state.pool,
+        &resource_type,
+        &id,
+        WriteMethod::Delete,
+        expected_version,
+        |current| match current.and_then(|c| c.content.as_ref()) {
+            Some(content) => {
+                ensure_in_compartment(&access, &resource_type, content)?;
+                Ok(NextContent::Delete)
+            }
+            None => Ok(NextContent::Nothing),
+        },
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,158 @@
+//! `_history` at instance, type and system level: newest first, `_since`, `_count`, next links.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use crate::auth::jwt::Access;
+use crate::auth::{Interaction, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::fhir::bundle::{Link, history};
+use crate::fhir::search::{CURSOR_PARAMETER, date_range};
+use crate::fhir::{FHIR_JSON, ResourceId, ResourceType};
+use crate::store::history::{HistoryQuery, HistoryScope};
+
+pub async fn instance_history(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::HistoryInstance)?;
+    let current = crate::store::resources::read_current(&state.pool, &resource_type, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{resource_type}/{id} does not exist")))?;
+    if let Access::Patient(patient) = &access {
+        let in_compartment = current.content.as_ref().is_some_and(|c| {
+            crate::auth::jwt::in_patient_compartment(resource_type.as_str(), c, patient)
+        });
+        if !in_compartment {
+            return Err(ApiError::Forbidden(
+                "The access token is limited to one patient's data".into(),
+            ));
+        }
+    }
+    let scope = HistoryScope::Instance(resource_type.to_string(), id.to_string());
+    respond(
+        &request,
+        scope,
+        &format!("{resource_type}/{id}/_history"),
+        &state,
+    )
+    .await
+}
+
+pub async fn type_history(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    let resource_type = ResourceType::parse(&path)?;
+    full_access(principal.authorize(Some(resource_type.as_str()), Interaction::HistoryType)?)?;
+    let scope = HistoryScope::Type(resource_type.to_string());
+    respond(
+        &request,
+        scope,
+        &format!("{resource_type}/_history"),
+        &state,
+    )
+    .await
+}
+
+pub async fn system_history(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<HttpResponse> {
+    full_access(principal.authorize(None, Interaction::HistorySystem)?)?;
+    respond(&request, HistoryScope::System, "_history", &state).await
+}
+
+/// Type and system history span many patients, so patient-scoped tokens can't use them.
+fn full_access(access: Access) -> ApiResult<()> {
+    match access {
+        Access::Full => Ok(()),
+        Access::Patient(_) => Err(ApiError::Forbidden(
+            "Type and system history are not available to patient-scoped tokens".into(),
+        )),
+    }
+}
+
+async fn respond(
+    request: &HttpRequest,
+    scope: HistoryScope,
+    path: &str,
+    state: &AppState,
+) -> ApiResult<HttpResponse> {
+    let parameters: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string())
+        .map_err(|e| ApiError::bad_request(format!("The query could not be parsed: {e}")))?;
+    let mut query = HistoryQuery {
+        scope,
+        since: None,
+        before_seq: None,
+        count: state.page_limits.default,
+    };
+    let mut applied = Vec::new();
+    for (name, value) in &parameters {
+        match name.as_str() {
+            "_since" => {
+                let (start, _) = date_range(value).ok_or_else(|| {
+                    ApiError::bad_parameter(
+                        "_since",
+                        format!("'{value}' is not a valid instant for _since"),
+                    )
+                })?;
+                query.since = Some(start);
+                applied.push((name.clone(), value.clone()));
+            }
+            "_count" => {
+                query.count = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|count| *count >= 0)
+                    .ok_or_else(|| {
+                        ApiError::bad_parameter(
+                            "_count",
+                            format!("_count must be a non-negative integer, not '{value}'"),
+                        )
+                    })?
+                    .min(state.page_limits.max);
+                applied.push((name.clone(), value.clone()));
+            }
+            CURSOR_PARAMETER => {
+                query.before_seq = Some(value.parse().map_err(|_| {
+                    ApiError::bad_parameter(
+                        CURSOR_PARAMETER,
+                        "The paging cursor is not valid; start again from the first page",
+                    )
+                })?);
+            }
+            _ => {}
+        }
+    }
+    let page = crate::store::history::history(&state.pool, &query).await?;
+    let url = |cursor: Option<i64>| {
+        let mut pairs = applied.clone();
+        if let Some(cursor) = cursor {
+            pairs.push((CURSOR_PARAMETER.to_string(), cursor.to_string()));
+        }
+        format!(
+            "{}/{path}?{}",
+            state.base_url,
+            serde_urlencoded::to_string(&pairs).unwrap_or_default()
+        )
+    };
+    let mut links = vec![Link {
+        relation: "self",
+        url: url(query.before_seq),
+    }];
+    if let Some(cursor) = page.next_cursor {
+        links.push(Link {
+            relation: "next",
+            url: url(Some(cursor)),
+        });
+    }
+    let bundle = history(&state.base_url, page.versions, page.total, &links);
+    Ok(HttpResponse::Ok().content_type(FHIR_JSON).json(bundle))
+}

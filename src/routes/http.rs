@@ -1,0 +1,216 @@
+//! HTTP-level helpers shared by handlers: body limits, content types, JSON parsing,
+//! the Prefer, If-Match and If-None-Match headers, and write responses.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::fhir::FHIR_JSON;
+use crate::fhir::outcome::{Issue, operation_outcome};
+use crate::fhir::resource::{etag, instant};
+use crate::store::resources::Version;
+
+/// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes.
+pub async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> ApiResult<web::Bytes> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("The request body could not be read: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Refuses bodies whose Content-Type is not one of `accepted` (compared without parameters).
+pub fn require_content_type(request: &HttpRequest, accepted: &[&str]) -> ApiResult<()> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if accepted.contains(&media_type.as_str()) {
+        Ok(())
+    } else {
+        let shown = if media_type.is_empty() {
+            "none".to_string()
+        } else {
+            format!("'{media_type}'")
+        };
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {shown} is not accepted here; send {}",
+            accepted.join(" or ")
+        )))
+    }
+}
+
+pub const RESOURCE_CONTENT_TYPES: &[&str] = &["application/fhir+json", "application/json"];
+
+/// Parses a JSON body; a syntax error names its line and column.
+pub fn parse_json(body: &[u8]) -> ApiResult<Value> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "The request body is empty; a FHIR JSON resource is required",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Malformed JSON at line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// The `Prefer: return=` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnPreference {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preferences {
+    pub return_preference: ReturnPreference,
+    pub lenient: bool,
+    pub strict: bool,
+}
+
+pub fn preferences(headers: &HeaderMap) -> Preferences {
+    let mut preferences = Preferences {
+        return_preference: ReturnPreference::Representation,
+        lenient: false,
+        strict: false,
+    };
+    for value in headers.get_all("prefer").filter_map(|v| v.to_str().ok()) {
+        for token in value.split([',', ';']).map(str::trim) {
+            match token.replace(' ', "").as_str() {
+                "return=minimal" => preferences.return_preference = ReturnPreference::Minimal,
+                "return=representation" => {
+                    preferences.return_preference = ReturnPreference::Representation
+                }
+                "return=OperationOutcome" => {
+                    preferences.return_preference = ReturnPreference::OperationOutcome
+                }
+                "handling=lenient" => preferences.lenient = true,
+                "handling=strict" => preferences.strict = true,
+                _ => {}
+            }
+        }
+    }
+    preferences
+}
+
+/// The version an `If-Match` header names (`W/"3"` or `"3"`), if present.
+pub fn if_match(headers: &HeaderMap) -> ApiResult<Option<i32>> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    parse_etag(text).map(Some).ok_or_else(|| {
+        ApiError::PreconditionFailed(format!(
+            "If-Match '{text}' is not a version ETag such as W/\"3\""
+        ))
+    })
+}
+
+fn parse_etag(text: &str) -> Option<i32> {
+    let trimmed = text.trim();
+    let unweak = trimmed.strip_prefix("W/").unwrap_or(trimmed);
+    unweak.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+}
+
+/// Does `If-None-Match` name this version (or `*`)?
+pub fn if_none_match_hits(headers: &HeaderMap, version_id: i32) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|text| {
+            text.split(',')
+                .any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(version_id))
+        })
+}
+
+fn http_date(version: &Version) -> String {
+    version
+        .last_updated
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+/// A resource response with ETag, Last-Modified and (for writes) Location.
+pub fn resource_response(
+    status: StatusCode,
+    version: &Version,
+    base_url: &str,
+    location: bool,
+) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::build(status);
+    response
+        .content_type(FHIR_JSON)
+        .insert_header((header::ETAG, etag(version.version_id)))
+        .insert_header((header::LAST_MODIFIED, http_date(version)));
+    if location {
+        response.insert_header((
+            header::LOCATION,
+            format!(
+                "{base_url}/{}/{}/_history/{}",
+                version.resource_type, version.id, version.version_id
+            ),
+        ));
+    }
+    response
+}
+
+/// The response to a create/update/patch, shaped by `Prefer: return=`.
+pub fn write_response(
+    status: StatusCode,
+    version: &Version,
+    base_url: &str,
+    preferences: Preferences,
+    warnings: &[Issue],
+) -> HttpResponse {
+    let mut response = resource_response(status, version, base_url, true);
+    match preferences.return_preference {
+        ReturnPreference::Minimal => response.finish(),
+        ReturnPreference::Representation => {
+            response.json(version.content.as_ref().unwrap_or(&Value::Null))
+        }
+        ReturnPreference::OperationOutcome => {
+            let mut issues = warnings.to_vec();
+            issues.push(Issue::information(format!(
+                "{}/{} stored as version {} at {}",
+                version.resource_type,
+                version.id,
+                version.version_id,
+                instant(version.last_updated)
+            )));
+            response.json(operation_outcome(&issues))
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The single route table, and the shared state handlers receive.
+
+pub mod crud;
+pub mod history;
+pub mod http;
+pub mod search;
+pub mod system;
+
+use actix_web::web;
+
+use crate::error::ApiError;
+use crate::fhir::search::PageLimits;
+use crate::store::Pool;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: Pool,
+    /// FHIR base URL as clients see it, without trailing slash.
+    pub base_url: String,
+    pub page_limits: PageLimits,
+    pub max_body_bytes: usize,
+}
+
+/// Every endpoint of the service. The FHIR interactions served here are the ones the
+/// CapabilityStatement lists (`fhir::capability::TYPE_INTERACTIONS`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(system::healthz))
+        .route("/readyz", web::get().to(system::readyz))
+        .route("/metrics", web::get().to(system::metrics))
+        .service(
+            web::scope("/fhir")
+                .service(resource("/metadata").route(web::get().to(system::metadata)))
+                .service(resource("/_history").route(web::get().to(history::system_history)))
+                .service(resource("/{type}/_search").route(web::post().to(search::search_post)))
+                .service(resource("/{type}/_history").route(web::get().to(history::type_history)))
+                .service(
+                    resource("/{type}/{id}/_history/{version}").route(web::get().to(crud::vread)),
+                )
+                .service(
+                    resource("/{type}/{id}/_history")
+                        .route(web::get().to(history::instance_history)),
+                )
+                .service(
+                    resource("/{type}/{id}")
+                        .route(web::get().to(crud::read))
+                        .route(web::put().to(crud::update))
+                        .route(web::patch().to(crud::patch))
+                        .route(web::delete().to(crud::delete)),
+                )
+                .service(
+                    resource("/{type}")
+                        .route(web::get().to(search::search_get))
+                        .route(web::post().to(crud::create)),
+                )
+                .default_service(web::to(not_found)),
+        );
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not supported on {}",
+        request.method(),
+        request
+            .match_pattern()
+            .unwrap_or_else(|| request.path().to_string())
+    )))
+}
+
+pub async fn not_found(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "No endpoint at {}",
+        request.path()
+    )))
+}

@@ -1,0 +1,367 @@
+//! The deterministic synthetic demo clinic: patients with a weight, an infusion series of
+//! IV ketamine dosed in mg/kg, and pre/intra/post vitals and pain scores. No real person.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use crate::error::ApiResult;
+use crate::fhir::resource::instant;
+use crate::fhir::validation::{ValidationOptions, validate_resource};
+use crate::fhir::{ResourceId, ResourceType};
+use crate::store::Pool;
+use crate::store::resources::{self, NextContent, WriteMethod};
+
+pub const DEMO_PATIENTS: usize = 50;
+
+const LOINC: &str = "http://loinc.org";
+const UCUM: &str = "http://unitsofmeasure.org";
+const SNOMED: &str = "http://snomed.info/sct";
+const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
+const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+
+/// A small deterministic generator (SplitMix64), so the demo clinic is the same everywhere.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn between(&mut self, low: i64, high: i64) -> i64 {
+        low + (self.next() % ((high - low + 1) as u64)) as i64
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const FAMILY: &[&str] = &[
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Tanaka",
+    "Novak",
+    "Brennan",
+    "Castillo",
+    "Haddad",
+    "Petrov",
+    "Nguyen",
+    "Abara",
+    "Whitfield",
+];
+const GIVEN_FEMALE: &[&str] = &[
+    "Ada", "Maren", "Ines", "Yuki", "Petra", "Nora", "Lucia", "Samira",
+];
+const GIVEN_MALE: &[&str] = &[
+    "Tobias", "Kenji", "Marek", "Rafael", "Omar", "Declan", "Ivo", "Felix",
+];
+const DIAGNOSES: &[(&str, &str)] = &[
+    ("G90.50", "Complex regional pain syndrome I, unspecified"),
+    (
+        "G90.512",
+        "Complex regional pain syndrome I of left upper limb",
+    ),
+    ("M79.7", "Fibromyalgia"),
+    ("G89.4", "Chronic pain syndrome"),
+    ("G56.41", "Causalgia of right upper limb"),
+];
+
+fn coding(system: &str, code: &str, display: &str) -> Value {
+    json!({"system": system, "code": code, "display": display})
+}
+
+fn quantity(value: f64, unit: &str) -> Value {
+    json!({"value": value, "unit": unit, "system": UCUM, "code": unit})
+}
+
+fn vital(id: String, patient: &str, at: DateTime<Utc>, code: Value, text: &str) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
+        "category": [{"coding": [coding(CATEGORY, "vital-signs", "Vital Signs")]}],
+        "code": {"coding": code, "text": text},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": instant(at),
+    })
+}
+
+/// Every resource of the demo clinic, in an order where references point backwards.
+pub fn demo_resources() -> Vec<Value> {
+    let mut dice = Dice(0x6B65_7461_6D69_6E65);
+    let epoch = Utc
+        .with_ymd_and_hms(2026, 6, 1, 9, 0, 0)
+        .single()
+        .expect("valid date");
+    let mut all = Vec::new();
+    for n in 1..=DEMO_PATIENTS {
+        let patient = format!("demo-patient-{n:02}");
+        let female = dice.next().is_multiple_of(2);
+        let given = if female {
+            *dice.pick(GIVEN_FEMALE)
+        } else {
+            *dice.pick(GIVEN_MALE)
+        };
+        let family = *dice.pick(FAMILY);
+        let birth = format!(
+            "{}-{:02}-{:02}",
+            dice.between(1950, 2000),
+            dice.between(1, 12),
+            dice.between(1, 28)
+        );
+        all.push(json!({
+            "resourceType": "Patient",
+            "id": patient,
+            "identifier": [{
+                "type": {"coding": [coding("http://terminology.hl7.org/CodeSystem/v2-0203", "MR", "Medical record number")]},
+                "system": "urn:oid:2.16.840.1.113883.3.7431.1",
+                "value": format!("KC{:06}", 100_000 + n * 37)
+            }],
+            "active": true,
+            "name": [{"use": "official", "family": family, "given": [given]}],
+            "gender": if female { "female" } else { "male" },
+            "birthDate": birth,
+            "telecom": [{"system": "phone", "value": format!("555-01{:02}", n), "use": "mobile"}],
+            "address": [{"line": [format!("{} Demo Street", 10 + n)], "city": "Springfield", "postalCode": format!("{:05}", 10_000 + n)}]
+        }));
+        let weight_kg = dice.between(52, 110) as f64;
+        let series_start =
+            epoch + Duration::days(dice.between(0, 120)) + Duration::minutes(30 * n as i64);
+        let mut weight = vital(
+            format!("{patient}-weight"),
+            &patient,
+            series_start - Duration::days(3),
+            json!([coding(LOINC, "29463-7", "Body weight")]),
+            "Body weight",
+        );
+        weight["valueQuantity"] = quantity(weight_kg, "kg");
+        all.push(weight);
+        let diagnosis = *dice.pick(DIAGNOSES);
+        let infusions = dice.between(4, 6);
+        let mut start = series_start;
+        let mut pain = dice.between(6, 9);
+        for i in 1..=infusions {
+            let prefix = format!("{patient}-inf{i}");
+            let mg_per_kg = dice.between(30, 80) as f64 / 100.0;
+            let minutes = dice.between(40, 100);
+            let end = start + Duration::minutes(minutes);
+            let dose_mg = (mg_per_kg * weight_kg).round();
+            let rate = ((mg_per_kg * 60.0 / minutes as f64) * 100.0).round() / 100.0;
+            all.extend(vitals(
+                &prefix,
+                &patient,
+                start - Duration::minutes(10),
+                "pre",
+                &mut dice,
+                None,
+            ));
+            all.push(pain_score(
+                format!("{prefix}-pain-pre"),
+                &patient,
+                start - Duration::minutes(5),
+                pain,
+            ));
+            all.push(json!({
+                "resourceType": "MedicationAdministration",
+                "id": prefix,
+                "status": "completed",
+                "medicationCodeableConcept": {"coding": [coding(RXNORM, "6130", "ketamine")], "text": "Ketamine IV infusion"},
+                "subject": {"reference": format!("Patient/{patient}")},
+                "effectivePeriod": {"start": instant(start), "end": instant(end)},
+                "reasonCode": [{"coding": [coding(ICD10, diagnosis.0, diagnosis.1)]}],
+                "dosage": {
+                    "text": format!("{mg_per_kg} mg/kg IV over {minutes} min"),
+                    "route": {"coding": [coding(SNOMED, "47625008", "Intravenous route")]},
+                    "dose": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"},
+                    "rateQuantity": quantity(rate, "mg/kg/h")
+                }
+            }));
+            all.extend(vitals(
+                &prefix,
+                &patient,
+                start + Duration::minutes(minutes / 2),
+                "intra",
+                &mut dice,
+                Some(&prefix),
+            ));
+            all.extend(vitals(
+                &prefix,
+                &patient,
+                end + Duration::minutes(30),
+                "post",
+                &mut dice,
+                None,
+            ));
+            pain = (pain - dice.between(0, 2)).max(1);
+            all.push(pain_score(
+                format!("{prefix}-pain-post"),
+                &patient,
+                end + Duration::minutes(35),
+                pain,
+            ));
+            start += Duration::days(dice.between(2, 5));
+        }
+    }
+    all
+}
+
+fn vitals(
+    prefix: &str,
+    patient: &str,
+    at: DateTime<Utc>,
+    phase: &str,
+    dice: &mut Dice,
+    during: Option<&str>,
+) -> Vec<Value> {
+    let mut bp = vital(
+        format!("{prefix}-bp-{phase}"),
+        patient,
+        at,
+        json!([coding(LOINC, "85354-9", "Blood pressure panel")]),
+        "Blood pressure",
+    );
+    bp["component"] = json!([
+        {"code": {"coding": [coding(LOINC, "8480-6", "Systolic blood pressure")]}, "valueQuantity": quantity(dice.between(108, 150) as f64, "mm[Hg]")},
+        {"code": {"coding": [coding(LOINC, "8462-4", "Diastolic blood pressure")]}, "valueQuantity": quantity(dice.between(65, 95) as f64, "mm[Hg]")}
+    ]);
+    let mut heart_rate = vital(
+        format!("{prefix}-hr-{phase}"),
+        patient,
+        at,
+        json!([coding(LOINC, "8867-4", "Heart rate")]),
+        "Heart rate",
+    );
+    heart_rate["valueQuantity"] = quantity(dice.between(58, 98) as f64, "/min");
+    let mut spo2 = vital(
+        format!("{prefix}-spo2-{phase}"),
+        patient,
+        at,
+        json!([
+            coding(LOINC, "2708-6", "Oxygen saturation in Arterial blood"),
+            coding(LOINC, "59408-5", "Oxygen saturation by Pulse oximetry")
+        ]),
+        "SpO2",
+    );
+    spo2["valueQuantity"] = quantity(dice.between(94, 100) as f64, "%");
+    let mut all = vec![bp, heart_rate, spo2];
+    if let Some(administration) = during {
+        for observation in &mut all {
+            observation["partOf"] =
+                json!([{"reference": format!("MedicationAdministration/{administration}")}]);
+        }
+    }
+    all
+}
+
+fn pain_score(id: String, patient: &str, at: DateTime<Utc>, score: i64) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
+        "category": [{"coding": [coding(CATEGORY, "survey", "Survey")]}],
+        "code": {"coding": [coding(LOINC, "72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported")]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": instant(at),
+        "valueInteger": score
+    })
+}
+
+pub struct SeedSummary {
+    pub created: usize,
+    pub existing: usize,
+}
+
+/// Loads the demo clinic; resources that already exist are left as they are.
+pub async fn load_demo(pool: &Pool) -> ApiResult<SeedSummary> {
+    let mut summary = SeedSummary {
+        created: 0,
+        existing: 0,
+    };
+    for resource in demo_resources() {
+        let resource_type =
+            ResourceType::parse(resource["resourceType"].as_str().unwrap_or_default())?;
+        let id = ResourceId::parse(resource["id"].as_str().unwrap_or_default())?;
+        let report = validate_resource(
+            resource_type.as_str(),
+            &resource,
+            ValidationOptions::default(),
+        );
+        if report.has_errors() {
+            return Err(crate::error::ApiError::Invalid(report.issues));
+        }
+        let written = resources::write_version(
+            pool,
+            &resource_type,
+            &id,
+            WriteMethod::Update,
+            None,
+            |current| {
+                Ok(match current {
+                    Some(_) => NextContent::Nothing,
+                    None => NextContent::Write(resource),
+                })
+            },
+        )
+        .await?;
+        match written {
+            Some(_) => summary.created += 1,
+            None => summary.existing += 1,
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_demo_resource_is_valid() {
+        let all = demo_resources();
+        assert!(all.len() > DEMO_PATIENTS * 40, "{} resources", all.len());
+        for resource in &all {
+            let resource_type = resource["resourceType"].as_str().unwrap();
+            let report = validate_resource(resource_type, resource, ValidationOptions::default());
+            assert!(
+                !report.has_errors(),
+                "{}: {:?}",
+                resource["id"],
+                report.issues
+            );
+        }
+    }
+
+    #[test]
+    fn doses_stay_within_the_clinic_range() {
+        for resource in demo_resources()
+            .iter()
+            .filter(|r| r["resourceType"] == "MedicationAdministration")
+        {
+            let id = resource["id"].as_str().unwrap();
+            let patient = resource["subject"]["reference"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("Patient/")
+                .to_string();
+            let weight = demo_resources()
+                .into_iter()
+                .find(|r| r["id"] == format!("{patient}-weight"))
+                .unwrap()["valueQuantity"]["value"]
+                .as_f64()
+                .unwrap();
+            let per_kg = resource["dosage"]["dose"]["value"].as_f64().unwrap() / weight;
+            assert!((0.1..=1.0).contains(&per_kg), "{id}: {per_kg} mg/kg");
+        }
+    }
+
+    #[test]
+    fn the_demo_is_deterministic() {
+        assert_eq!(demo_resources(), demo_resources());
+    }
+}

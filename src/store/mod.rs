@@ -1,0 +1,131 @@
+//! Everything that talks SQL: the connection pool, migrations, resource versions, history, search.
+//! Transactions start and end in this module; nothing outside it writes SQL.
+
+pub mod history;
+pub mod resources;
+pub mod schema;
+pub mod search;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+
+pub use diesel_async::pooled_connection::deadpool::PoolError;
+pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
+pub type Connection = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Queries that run longer than this are cancelled by PostgreSQL, so no request hangs forever.
+const STATEMENT_TIMEOUT_MS: u64 = 15_000;
+
+/// Builds the pool. Connections are made lazily, so the server starts even while the
+/// database is down and recovers on its own when it comes back.
+pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
+    let mut manager_config = ManagerConfig::default();
+    manager_config.custom_setup = Box::new(|url| {
+        let url = url.to_string();
+        async move {
+            let mut conn = AsyncPgConnection::establish_with_timeout(&url).await?;
+            diesel::sql_query(format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+                .execute(&mut conn)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        &config.database_url,
+        manager_config,
+    );
+    let timeout = config.db_acquire_timeout();
+    Ok(Pool::builder(manager)
+        .max_size(config.db_pool_size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()?)
+}
+
+trait EstablishWithTimeout: Sized {
+    async fn establish_with_timeout(url: &str) -> diesel::ConnectionResult<Self>;
+}
+
+impl EstablishWithTimeout for AsyncPgConnection {
+    async fn establish_with_timeout(url: &str) -> diesel::ConnectionResult<Self> {
+        use diesel_async::AsyncConnection;
+        match tokio::time::timeout(Duration::from_secs(5), AsyncPgConnection::establish(url)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(diesel::ConnectionError::BadConnection(
+                "timed out connecting to the database".into(),
+            )),
+        }
+    }
+}
+
+/// A pooled connection, or a fast 503 when the pool is exhausted or the database is down.
+pub async fn connection(pool: &Pool) -> ApiResult<Connection> {
+    Ok(pool.get().await?)
+}
+
+/// Applies pending migrations through diesel's synchronous harness on a blocking thread.
+pub async fn run_migrations(database_url: &str) -> anyhow::Result<Vec<String>> {
+    let url = database_url.to_string();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        use diesel::Connection as _;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)?;
+        conn.batch_execute("SET lock_timeout = '30s'")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    })
+    .await?
+}
+
+/// Readiness: the database answers and no embedded migration is pending.
+pub async fn check_ready(pool: &Pool) -> ApiResult<()> {
+    use diesel::QueryDsl;
+    diesel::table! { __diesel_schema_migrations (version) { version -> Text, } }
+    let mut conn = connection(pool).await?;
+    let applied: Vec<String> = __diesel_schema_migrations::table
+        .select(__diesel_schema_migrations::version)
+        .load(&mut conn)
+        .await?;
+    let pending: Vec<String> = MIGRATIONS_VERSIONS
+        .iter()
+        .filter(|version| !applied.iter().any(|a| a == *version))
+        .map(|v| v.to_string())
+        .collect();
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Unavailable(format!(
+            "migrations pending: {}",
+            pending.join(", ")
+        )))
+    }
+}
+
+/// The versions of the embedded migrations (the folder names' leading timestamps, digits only).
+static MIGRATIONS_VERSIONS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    use diesel::migration::MigrationSource;
+    MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .map(|list| {
+            list.iter()
+                .map(|m| m.name().version().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+});

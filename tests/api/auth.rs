@@ -1,0 +1,244 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{TestApp, heart_rate, json, patient};
+
+#[tokio::test]
+async fn missing_token_is_401_with_www_authenticate() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert_eq!(json(response).await["issue"][0]["code"], "login");
+}
+
+#[tokio::test]
+async fn metadata_needs_no_token() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(format!("{}/metadata", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn token_signed_by_another_key_is_401() {
+    let app = TestApp::spawn().await;
+    let other = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .bearer_auth(&other.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        json(response).await["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("signature")
+    );
+}
+
+#[tokio::test]
+async fn expired_token_is_401() {
+    let app = TestApp::spawn().await;
+    let expired =
+        ketamine_fhir::auth::jwt::issue_token(&app.config, "t", "system/*.cruds", None, -120)
+            .unwrap();
+    let response = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .bearer_auth(expired)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        json(response).await["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+}
+
+#[tokio::test]
+async fn alg_none_and_hs256_tokens_are_refused() {
+    use base64_free::encode;
+    let app = TestApp::spawn().await;
+    let claims = json!({"iss": app.config.jwt_issuer, "aud": app.config.jwt_audience, "sub": "x",
+        "exp": 4_000_000_000i64, "nbf": 0, "iat": 0, "jti": "j", "scope": "system/*.cruds"});
+    let none = format!(
+        "{}.{}.",
+        encode(r#"{"alg":"none","typ":"JWT"}"#),
+        encode(&claims.to_string())
+    );
+    let response = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .bearer_auth(none)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // HS256 keyed with the public key's PEM (the classic algorithm-confusion attack).
+    let public_pem = std::fs::read(&app.config.jwt_public_key_file).unwrap();
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&public_pem),
+    )
+    .unwrap();
+    let response = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .bearer_auth(hs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// base64url without padding, enough to hand-craft a token in a test.
+mod base64_free {
+    pub fn encode(text: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let bytes = text.as_bytes();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn wrong_audience_is_401() {
+    let app = TestApp::spawn().await;
+    let mut other = app.config.clone();
+    other.jwt_audience = "someone-else".into();
+    let token =
+        ketamine_fhir::auth::jwt::issue_token(&other, "t", "system/*.cruds", None, 60).unwrap();
+    let response = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn read_only_scope_cannot_write_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for("user/Patient.rs", None);
+    let response = app
+        .client
+        .post(format!("{}/Patient", app.base))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/fhir+json")
+        .body(patient().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(json(response).await["issue"][0]["code"], "forbidden");
+    assert_eq!(app.count_rows("resources").await, 0);
+    let read = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn scope_for_one_type_does_not_reach_another() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for("system/Observation.read", None);
+    let response = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = app
+        .client
+        .get(format!("{}/Observation", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn patient_scope_sees_only_that_patients_data() {
+    let app = TestApp::spawn().await;
+    let mine = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let theirs = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let my_obs = app.create(&heart_rate(&mine, 70)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let their_obs = app.create(&heart_rate(&theirs, 90)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = app.token_for("patient/*.rs", Some(&mine));
+    let get = |path: String| {
+        let request = app
+            .client
+            .request(Method::GET, format!("{}/{path}", app.base))
+            .bearer_auth(&token);
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(
+        get(format!("Observation/{my_obs}")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(format!("Observation/{their_obs}")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(format!("Patient/{theirs}")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let bundle = json(get("Observation".into()).await).await;
+    assert_eq!(bundle["total"], 1);
+    assert_eq!(bundle["entry"][0]["resource"]["id"], my_obs.as_str());
+    let patients = json(get("Patient".into()).await).await;
+    assert_eq!(patients["total"], 1);
+}

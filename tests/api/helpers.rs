@@ -1,0 +1,209 @@
+//! `TestApp`: the real server on a free loopback port with its own fresh database,
+//! real ES256 keys, and typed helpers for the requests tests make.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use ketamine_fhir::auth::{jwt::issue_token, keys};
+use ketamine_fhir::config::Config;
+use ketamine_fhir::startup::Application;
+use ketamine_fhir::store;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+pub const FULL_ACCESS: &str = "system/*.cruds";
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub root: String,
+    /// `http://127.0.0.1:PORT/fhir`
+    pub base: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    pub token: String,
+    pub database_url: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL must name a PostgreSQL server for tests; ./scripts/test starts one and sets it",
+    )
+}
+
+/// `postgres://u:p@h:port/admin_db` with the database name replaced.
+fn with_database(url: &str, database: &str) -> String {
+    let (prefix, _) = url.rsplit_once('/').expect("database URL has a path");
+    format!("{prefix}/{database}")
+}
+
+async fn create_database() -> String {
+    let admin = admin_url();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = AsyncPgConnection::establish(&admin)
+        .await
+        .expect("connect to the test server");
+    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    with_database(&admin, &name)
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(customize: impl FnOnce(&mut Config)) -> Self {
+        let database_url = create_database().await;
+        let key_dir = std::env::temp_dir().join(format!(
+            "ketamine-test-keys-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut config = Config::local_defaults();
+        config.database_url = database_url.clone();
+        config.listen_addr = "127.0.0.1:0".parse().unwrap();
+        config.public_base_url = None;
+        config.http_workers = 1;
+        config.db_pool_size = 8;
+        config.jwt_private_key_file = key_dir.join("private.pem");
+        config.jwt_public_key_file = key_dir.join("public.pem");
+        customize(&mut config);
+        keys::generate_if_missing(&config.jwt_private_key_file, &config.jwt_public_key_file)
+            .unwrap();
+        store::run_migrations(&config.database_url)
+            .await
+            .expect("migrations");
+        let application = Application::build(&config).expect("build app");
+        let root = format!("http://127.0.0.1:{}", application.port());
+        tokio::spawn(application.run_until_stopped());
+        let token = issue_token(&config, "test-suite", FULL_ACCESS, None, 600).unwrap();
+        TestApp {
+            base: format!("{root}/fhir"),
+            root,
+            client: reqwest::Client::new(),
+            config,
+            token,
+            database_url,
+        }
+    }
+
+    pub fn token_for(&self, scope: &str, patient: Option<&str>) -> String {
+        issue_token(&self.config, "test-suite", scope, patient, 600).unwrap()
+    }
+
+    /// An authorized request to a path under /fhir.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(
+                method,
+                format!("{}/{}", self.base, path.trim_start_matches('/')),
+            )
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.request(method, path)
+            .header("Content-Type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.send_json(Method::POST, path, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Response {
+        self.send_json(Method::PUT, path, body).await
+    }
+
+    /// Creates a resource and returns the stored representation (asserting 201).
+    pub async fn create(&self, resource: &Value) -> Value {
+        let resource_type = resource["resourceType"].as_str().unwrap();
+        let response = self.post(resource_type, resource).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "create failed: {body}");
+        body
+    }
+
+    /// Counts rows of a table in this app's database, for asserting stored state.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            count: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.database_url)
+            .await
+            .unwrap();
+        let row: Count = diesel::sql_query(format!("SELECT count(*) AS count FROM {table}"))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        row.count
+    }
+}
+
+pub async fn json(response: Response) -> Value {
+    response.json().await.expect("JSON body")
+}
+
+/// Asserts an OperationOutcome body and returns its issues' diagnostics.
+pub fn outcome_diagnostics(body: &Value) -> Vec<String> {
+    assert_eq!(
+        body["resourceType"], "OperationOutcome",
+        "not an OperationOutcome: {body}"
+    );
+    body["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|issue| {
+            issue["diagnostics"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+pub fn patient() -> Value {
+    serde_json::json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.7431.1", "value": "KC000001"}],
+        "name": [{"family": "Okafor", "given": ["Ada"]}],
+        "gender": "female",
+        "birthDate": "1975-04-12"
+    })
+}
+
+pub fn heart_rate(patient_id: &str, bpm: i64) -> Value {
+    serde_json::json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "effectiveDateTime": "2026-11-20T10:00:00+01:00",
+        "valueQuantity": {"value": bpm, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+    })
+}
+
+pub fn infusion(patient_id: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6130", "display": "ketamine"}]},
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "effectivePeriod": {"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"},
+        "dosage": {
+            "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
+            "dose": {"value": 35, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+        }
+    })
+}

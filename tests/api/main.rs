@@ -1,0 +1,11 @@
+//! HTTP integration tests against the real server and a real PostgreSQL database per test.
+
+mod helpers;
+
+mod auth;
+mod crud;
+mod errors;
+mod history;
+mod search;
+mod system;
+mod validation;

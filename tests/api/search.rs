@@ -1,0 +1,220 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{TestApp, heart_rate, infusion, json, patient};
+
+fn ids(bundle: &serde_json::Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn observations_by_subject_and_patient_in_every_reference_form() {
+    let app = TestApp::spawn().await;
+    let a = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let oa = app.create(&heart_rate(&a, 70)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.create(&heart_rate(&b, 71)).await;
+    for query in [
+        format!("Observation?subject=Patient/{a}"),
+        format!("Observation?patient={a}"),
+        format!("Observation?subject:Patient={a}"),
+        format!("Observation?subject={}/Patient/{a}", app.base),
+    ] {
+        let bundle = json(app.get(&query).await).await;
+        assert_eq!(bundle["type"], "searchset");
+        assert_eq!(ids(&bundle), vec![oa.clone()], "{query}");
+        assert_eq!(bundle["total"], 1, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn medication_administrations_by_patient() {
+    let app = TestApp::spawn().await;
+    let a = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ma = app.create(&infusion(&a)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.create(&infusion("someone-else")).await;
+    let bundle = json(
+        app.get(&format!("MedicationAdministration?patient=Patient/{a}"))
+            .await,
+    )
+    .await;
+    assert_eq!(ids(&bundle), vec![ma]);
+}
+
+#[tokio::test]
+async fn patient_by_identifier_token_forms() {
+    let app = TestApp::spawn().await;
+    let id = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for query in [
+        "Patient?identifier=KC000001",
+        "Patient?identifier=urn:oid:2.16.840.1.113883.3.7431.1|KC000001",
+        "Patient?identifier=urn:oid:2.16.840.1.113883.3.7431.1|",
+    ] {
+        assert_eq!(
+            ids(&json(app.get(query).await).await),
+            vec![id.clone()],
+            "{query}"
+        );
+    }
+    assert!(ids(&json(app.get("Patient?identifier=|KC000001").await).await).is_empty());
+    assert!(ids(&json(app.get("Patient?identifier=other|KC000001").await).await).is_empty());
+}
+
+#[tokio::test]
+async fn id_and_last_updated() {
+    let app = TestApp::spawn().await;
+    let a = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let both = json(app.get(&format!("Patient?_id={a},{b}")).await).await;
+    assert_eq!(both["total"], 2);
+    assert_eq!(
+        json(app.get("Patient?_lastUpdated=gt2999-01-01").await).await["total"],
+        0
+    );
+    assert_eq!(
+        json(app.get("Patient?_lastUpdated=ge2000-01").await).await["total"],
+        2
+    );
+    let bad = app.get("Patient?_lastUpdated=xx2026").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(bad).await["issue"][0]["expression"][0], "_lastUpdated");
+}
+
+#[tokio::test]
+async fn count_pages_with_next_links_that_work_and_stay_stable() {
+    let app = TestApp::spawn().await;
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        created.push(
+            app.create(&patient()).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let first = json(app.get("Patient?_count=2").await).await;
+    assert_eq!(ids(&first), created[0..2]);
+    assert_eq!(first["total"], 5);
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.create(&patient()).await; // a write between pages does not shift them
+    let second = json(
+        app.client
+            .get(&next)
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ids(&second), created[2..4]);
+}
+
+#[tokio::test]
+async fn unknown_parameters_are_ignored_and_reported_or_refused_when_strict() {
+    let app = TestApp::spawn().await;
+    app.create(&patient()).await;
+    let bundle = json(app.get("Patient?shoe-size=42&_count=10").await).await;
+    assert_eq!(bundle["total"], 1);
+    let self_link = bundle["link"][0]["url"].as_str().unwrap();
+    assert_eq!(self_link, format!("{}/Patient?_count=10", app.base));
+    let outcome = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["search"]["mode"] == "outcome")
+        .unwrap();
+    assert!(
+        outcome["resource"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("shoe-size")
+    );
+    let strict = app
+        .request(Method::GET, "Patient?shoe-size=42")
+        .header("Prefer", "handling=strict")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(strict.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(strict).await["issue"][0]["expression"][0], "shoe-size");
+}
+
+#[tokio::test]
+async fn post_search_gives_the_same_result_as_get() {
+    let app = TestApp::spawn().await;
+    let a = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.create(&heart_rate(&a, 70)).await;
+    app.create(&heart_rate("zzz", 70)).await;
+    let get = json(app.get(&format!("Observation?subject=Patient/{a}")).await).await;
+    let post = app
+        .request(Method::POST, "Observation/_search")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("subject=Patient/{a}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::OK);
+    let post = json(post).await;
+    assert_eq!(ids(&get), ids(&post));
+    assert_eq!(post["total"], 1);
+}
+
+#[tokio::test]
+async fn deleted_and_updated_resources_are_searched_by_their_current_version() {
+    let app = TestApp::spawn().await;
+    let mut p = app.create(&patient()).await;
+    let id = p["id"].as_str().unwrap().to_string();
+    p["identifier"][0]["value"] = json!("KC999999");
+    app.put(&format!("Patient/{id}"), &p).await;
+    assert!(ids(&json(app.get("Patient?identifier=KC000001").await).await).is_empty());
+    assert_eq!(
+        ids(&json(app.get("Patient?identifier=KC999999").await).await),
+        vec![id.clone()]
+    );
+    app.request(Method::DELETE, &format!("Patient/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(app.get("Patient").await).await["total"], 0);
+}

@@ -1,0 +1,131 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, json};
+
+#[tokio::test]
+async fn capability_statement_lists_each_type_and_its_interactions() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(format!("{}/metadata", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/fhir+json")
+    );
+    let statement = json(response).await;
+    assert_eq!(statement["resourceType"], "CapabilityStatement");
+    assert_eq!(statement["fhirVersion"], "4.0.1");
+    let resources = statement["rest"][0]["resource"].as_array().unwrap();
+    let types: Vec<&str> = resources
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["Patient", "Observation", "MedicationAdministration"]
+    );
+    for resource in resources {
+        let interactions: Vec<&str> = resource["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["code"].as_str().unwrap())
+            .collect();
+        assert!(
+            interactions.contains(&"create")
+                && interactions.contains(&"search-type")
+                && interactions.contains(&"patch")
+        );
+    }
+    let observation_params: Vec<&str> = resources[1]["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["_id", "_lastUpdated", "subject", "patient", "code"] {
+        assert!(
+            observation_params.contains(&name),
+            "{name} missing from {observation_params:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.client
+            .get(format!("{}/healthz", app.root))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.root))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    app.get("Patient/nope").await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.root))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"http_requests_total{method="GET",route="/fhir/{type}/{id}",status="404"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("http_request_duration_seconds_bucket"));
+    assert!(metrics.contains("db_pool_connections"));
+}
+
+#[tokio::test]
+async fn committed_openapi_document_matches_the_code() {
+    let committed: Value =
+        serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
+    let generated: Value = serde_json::from_str(&ketamine_fhir::openapi::document_json()).unwrap();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is stale: regenerate it with `cargo run -- openapi > openapi/openapi.json`"
+    );
+}
+
+#[tokio::test]
+async fn openapi_is_served_and_swagger_ui_loads() {
+    let app = TestApp::spawn().await;
+    let document = json(
+        app.client
+            .get(format!("{}/openapi.json", app.root))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let ui = app
+        .client
+        .get(format!("{}/docs/", app.root))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ui.status(), StatusCode::OK);
+    assert!(ui.text().await.unwrap().contains("swagger"));
+}
