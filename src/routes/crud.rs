@@ -95,6 +95,24 @@ fn live_content<'c>(
     }
 }
 
+#[utoipa::path(
+    post, path = "/fhir/{type}", tag = "FHIR resources",
+    summary = "Create a resource (server-assigned id)",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("Prefer" = Option<String>, Header, description = "return=minimal | representation | OperationOutcome; handling=lenient accepts unknown elements")),
+    request_body(content = crate::openapi::AnyResource, content_type = "application/fhir+json", description = "The resource; its id, if any, is replaced"),
+    responses(
+        (status = 201, description = "Created as version 1", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
+        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "Content-Type not accepted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "Violates a profile rule (e.g. vital signs) or the patch cannot be applied", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn create(
     request: HttpRequest,
     path: web::Path<String>,
@@ -128,6 +146,21 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/fhir/{type}/{id}", tag = "FHIR resources",
+    summary = "Read the current version",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("If-None-Match" = Option<String>, Header, description = "W/\"3\": 304 if still current")),
+    responses(
+        (status = 200, description = "The current version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String), ("Last-Modified" = String))),
+        (status = 304, description = "Not modified since the given ETag"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 410, description = "The resource was deleted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn read(
     request: HttpRequest,
     path: web::Path<(String, String)>,
@@ -159,6 +192,20 @@ pub async fn read(
     Ok(resource_response(StatusCode::OK, &version, &state.base_url, false).json(content))
 }
 
+#[utoipa::path(
+    get, path = "/fhir/{type}/{id}/_history/{version}", tag = "FHIR resources",
+    summary = "Read a specific version",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("version" = String, Path, description = "Version id, e.g. 1")),
+    responses(
+        (status = 200, description = "That version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String), ("Last-Modified" = String))),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 410, description = "The resource was deleted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn vread(
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
@@ -181,6 +228,26 @@ pub async fn vread(
     Ok(resource_response(StatusCode::OK, &version, &state.base_url, false).json(content))
 }
 
+#[utoipa::path(
+    put, path = "/fhir/{type}/{id}", tag = "FHIR resources",
+    summary = "Update, or create with a client-chosen id",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("Prefer" = Option<String>, Header, description = "return=minimal | representation | OperationOutcome; handling=lenient accepts unknown elements"), ("If-Match" = Option<String>, Header, description = "W/\"3\": only write if version 3 is current")),
+    request_body(content = crate::openapi::AnyResource, content_type = "application/fhir+json", description = "The whole resource; its id must equal the URL id"),
+    responses(
+        (status = 200, description = "Updated as a new version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
+        (status = 201, description = "Created with the client's id", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
+        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 412, description = "If-Match names a version that is not current", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "Content-Type not accepted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "Violates a profile rule (e.g. vital signs) or the patch cannot be applied", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn update(
     request: HttpRequest,
     path: web::Path<(String, String)>,
@@ -239,6 +306,26 @@ pub async fn update(
     ))
 }
 
+#[utoipa::path(
+    patch, path = "/fhir/{type}/{id}", tag = "FHIR resources",
+    summary = "Apply a JSON Patch",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("Prefer" = Option<String>, Header, description = "return=minimal | representation | OperationOutcome; handling=lenient accepts unknown elements"), ("If-Match" = Option<String>, Header, description = "W/\"3\": only write if version 3 is current")),
+    request_body(content = crate::openapi::JsonPatch, content_type = "application/json-patch+json"),
+    responses(
+        (status = 200, description = "Patched as a new version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
+        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 410, description = "The resource was deleted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 412, description = "If-Match names a version that is not current", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "Content-Type not accepted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 422, description = "Violates a profile rule (e.g. vital signs) or the patch cannot be applied", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn patch(
     request: HttpRequest,
     path: web::Path<(String, String)>,
@@ -296,6 +383,20 @@ pub async fn patch(
     ))
 }
 
+#[utoipa::path(
+    delete, path = "/fhir/{type}/{id}", tag = "FHIR resources",
+    summary = "Delete (history keeps every version)",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("If-Match" = Option<String>, Header, description = "W/\"3\": only write if version 3 is current")),
+    responses(
+        (status = 204, description = "Deleted, or there was nothing to delete"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 412, description = "If-Match names a version that is not current", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn delete(
     request: HttpRequest,
     path: web::Path<(String, String)>,

@@ -11,6 +11,20 @@ use crate::fhir::search::{CURSOR_PARAMETER, date_range};
 use crate::fhir::{FHIR_JSON, ResourceId, ResourceType};
 use crate::store::history::{HistoryQuery, HistoryScope};
 
+#[utoipa::path(
+    get, path = "/fhir/{type}/{id}/_history", tag = "FHIR resources",
+    summary = "Every version of one resource, newest first",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("_since" = Option<String>, Query, description = "Only versions at or after this instant"), ("_count" = Option<i64>, Query, description = "Page size")),
+    responses(
+        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn instance_history(
     request: HttpRequest,
     path: web::Path<(String, String)>,
@@ -42,6 +56,20 @@ pub async fn instance_history(
     .await
 }
 
+#[utoipa::path(
+    get, path = "/fhir/{type}/_history", tag = "FHIR resources",
+    summary = "Every version of every resource of a type, newest first",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("_since" = Option<String>, Query, description = "Only versions at or after this instant"), ("_count" = Option<i64>, Query, description = "Page size")),
+    responses(
+        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn type_history(
     request: HttpRequest,
     path: web::Path<String>,
@@ -60,6 +88,19 @@ pub async fn type_history(
     .await
 }
 
+#[utoipa::path(
+    get, path = "/fhir/_history", tag = "FHIR server",
+    summary = "Every version of every resource, newest first",
+    params(("_since" = Option<String>, Query, description = "Only versions at or after this instant"), ("_count" = Option<i64>, Query, description = "Page size")),
+    responses(
+        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn system_history(
     request: HttpRequest,
     state: web::Data<AppState>,

@@ -13,6 +13,29 @@ use crate::fhir::search::{self, CURSOR_PARAMETER, TotalMode};
 use crate::fhir::{FHIR_JSON, ResourceType};
 use crate::store::search::{Filter, ReferenceMatch, SearchQuery};
 
+#[utoipa::path(
+    get, path = "/fhir/{type}", tag = "FHIR search",
+    summary = "Search (parameters per type: see /fhir/metadata)",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"),
+        ("_id" = Option<String>, Query, description = "Logical ids, comma for OR"),
+        ("_lastUpdated" = Option<String>, Query, description = "e.g. ge2026-11-01"),
+        ("patient" = Option<String>, Query, description = "Observation/MedicationAdministration: Patient/demo-patient-01"),
+        ("subject" = Option<String>, Query, description = "Observation/MedicationAdministration: Patient/demo-patient-01"),
+        ("code" = Option<String>, Query, description = "Observation: http://loinc.org|8867-4"),
+        ("identifier" = Option<String>, Query, description = "Patient: system|value"),
+        ("_count" = Option<i64>, Query, description = "Page size"),
+        ("_total" = Option<String>, Query, description = "none | estimate | accurate"),
+        ("Prefer" = Option<String>, Header, description = "handling=strict: unknown parameters are a 400")),
+    responses(
+        (status = 200, description = "A searchset Bundle; unsupported parameters are reported in an outcome entry", body = crate::openapi::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn search_get(
     request: HttpRequest,
     path: web::Path<String>,
@@ -23,6 +46,22 @@ pub async fn search_get(
     run(&request, &path, parameters, &state, &principal).await
 }
 
+#[utoipa::path(
+    post, path = "/fhir/{type}/_search", tag = "FHIR search",
+    summary = "Search with a form body (same result as GET)",
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "e.g. subject=Patient/demo-patient-01&_count=10"),
+    responses(
+        (status = 200, description = "A searchset Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 415, description = "Content-Type not accepted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn search_post(
     request: HttpRequest,
     path: web::Path<String>,
