@@ -12,47 +12,70 @@ pub struct Config {
     /// PostgreSQL connection URL.
     #[arg(
         long,
+        global = true,
         env = "DATABASE_URL",
         default_value = "postgres://ketamine:ketamine@127.0.0.1:54329/ketamine"
     )]
     pub database_url: String,
 
     /// Address the HTTP server binds to (`host:port`; port 0 picks a free port).
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "LISTEN_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen_addr: SocketAddr,
 
     /// Externally visible base URL of the FHIR endpoint, used in links and Location headers.
     /// Defaults to `http://{LISTEN_ADDR}/fhir`.
-    #[arg(long, env = "PUBLIC_BASE_URL")]
+    #[arg(long, global = true, env = "PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
 
     /// Log output: `pretty` for people, `json` for log collectors.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
 
     /// Maximum number of pooled database connections.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, global = true, env = "DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
 
     /// How long a request waits for a pooled connection (or a new one) before it gets a 503.
-    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    #[arg(
+        long,
+        global = true,
+        env = "DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
     pub db_acquire_timeout_ms: u64,
 
     /// Largest request body accepted, in bytes (larger ones get 413).
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    #[arg(
+        long,
+        global = true,
+        env = "MAX_BODY_BYTES",
+        default_value_t = 1_048_576
+    )]
     pub max_body_bytes: usize,
 
     /// Default page size of searches and histories.
-    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value_t = 20)]
+    #[arg(long, global = true, env = "DEFAULT_PAGE_SIZE", default_value_t = 20)]
     pub default_page_size: i64,
 
     /// Largest page size a client may ask for with `_count`.
-    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 500)]
+    #[arg(long, global = true, env = "MAX_PAGE_SIZE", default_value_t = 500)]
     pub max_page_size: i64,
 
     /// PEM file with the ES256 public key that verifies access tokens.
     #[arg(
         long,
+        global = true,
         env = "JWT_PUBLIC_KEY_FILE",
         default_value = ".data/jwt/public.pem"
     )]
@@ -61,29 +84,45 @@ pub struct Config {
     /// PEM file with the ES256 private key used by `token` (and created by `keygen`).
     #[arg(
         long,
+        global = true,
         env = "JWT_PRIVATE_KEY_FILE",
         default_value = ".data/jwt/private.pem"
     )]
     pub jwt_private_key_file: PathBuf,
 
     /// Required `iss` claim of access tokens.
-    #[arg(long, env = "JWT_ISSUER", default_value = "ketamine-fhir-dev")]
+    #[arg(
+        long,
+        global = true,
+        env = "JWT_ISSUER",
+        default_value = "ketamine-fhir-dev"
+    )]
     pub jwt_issuer: String,
 
     /// Required `aud` claim of access tokens.
-    #[arg(long, env = "JWT_AUDIENCE", default_value = "ketamine-fhir")]
+    #[arg(
+        long,
+        global = true,
+        env = "JWT_AUDIENCE",
+        default_value = "ketamine-fhir"
+    )]
     pub jwt_audience: String,
 
     /// Clock leeway, in seconds, when checking `exp` and `nbf`.
-    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = 30)]
+    #[arg(long, global = true, env = "JWT_LEEWAY_SECONDS", default_value_t = 30)]
     pub jwt_leeway_seconds: u64,
 
     /// Seconds given to in-flight requests to finish after SIGTERM or Ctrl-C.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30)]
+    #[arg(
+        long,
+        global = true,
+        env = "SHUTDOWN_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
     pub shutdown_timeout_seconds: u64,
 
     /// Number of HTTP worker threads (0 = one per CPU core).
-    #[arg(long, env = "HTTP_WORKERS", default_value_t = 0)]
+    #[arg(long, global = true, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
 }
 
@@ -94,11 +133,12 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// The FHIR base URL as clients see it, without a trailing slash.
-    pub fn base_url(&self) -> String {
+    /// The FHIR base URL as clients see it, without a trailing slash, for a server bound
+    /// to `bound` (which differs from LISTEN_ADDR when that asks for port 0).
+    pub fn base_url_for(&self, bound: SocketAddr) -> String {
         match &self.public_base_url {
             Some(url) => url.trim_end_matches('/').to_string(),
-            None => format!("http://{}/fhir", self.listen_addr),
+            None => format!("http://{bound}/fhir"),
         }
     }
 

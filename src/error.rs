@@ -40,8 +40,6 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
-    #[error("not acceptable: {0}")]
-    NotAcceptable(String),
     /// The database is unreachable or the pool is exhausted: 503, fast.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -92,7 +90,6 @@ impl ApiError {
                 &format!("Request body exceeds the limit of {limit} bytes"),
             ),
             ApiError::UnsupportedMediaType(text) => single("not-supported", text),
-            ApiError::NotAcceptable(text) => single("not-supported", text),
             ApiError::Unavailable(text) => single("transient", text),
             ApiError::Internal(_) => single(
                 "exception",
@@ -119,7 +116,6 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -189,8 +185,7 @@ fn is_connection_failure(error: &diesel::result::Error) -> bool {
 }
 
 impl From<crate::store::PoolError> for ApiError {
-    fn from(error: crate::store::PoolError) -> Self {
-        tracing::warn!(%error, "database connection unavailable");
+    fn from(_: crate::store::PoolError) -> Self {
         ApiError::Unavailable("The database is not available right now; retry shortly".into())
     }
 }

@@ -45,7 +45,7 @@ pub const BEARER: &str = "bearer_jwt";
         routes::system::metrics,
     ),
     components(schemas(ResourceTypeName)),
-    modifiers(&ResourceSchemas, &Security),
+    modifiers(&ResourceSchemas, &Security, &ErrorResponses),
     tags(
         (name = "FHIR resources", description = "Create, read, update, patch, delete and version history"),
         (name = "FHIR search", description = "Search by type"),
@@ -66,8 +66,12 @@ pub fn document_json() -> String {
         .expect("the OpenAPI document serializes")
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document()));
+/// Swagger UI at /docs and the document at /openapi.json; `document` is built once at
+/// start-up and shared by the workers.
+pub fn configure(document: utoipa::openapi::OpenApi) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()));
+    }
 }
 
 fn component_ref(name: &str) -> RefOr<Schema> {
@@ -465,5 +469,80 @@ impl Modify for Security {
                     .build(),
             ),
         );
+    }
+}
+
+/// The error statuses each operation can answer with, all as OperationOutcome bodies.
+/// Kept here, beside their meanings, rather than repeated in every handler's annotation.
+const ERROR_RESPONSES: &[(&str, &[u16])] = &[
+    ("create", &[400, 401, 403, 404, 413, 415, 422, 503]),
+    ("read", &[401, 403, 404, 410, 503]),
+    ("vread", &[401, 403, 404, 410, 503]),
+    ("update", &[400, 401, 403, 404, 412, 413, 415, 422, 503]),
+    ("patch", &[400, 401, 403, 404, 410, 412, 413, 415, 422, 503]),
+    ("delete", &[401, 403, 404, 412, 503]),
+    ("instance_history", &[400, 401, 403, 404, 503]),
+    ("type_history", &[400, 401, 403, 404, 503]),
+    ("system_history", &[400, 401, 403, 503]),
+    ("search_get", &[400, 401, 403, 404, 503]),
+    ("search_post", &[400, 401, 403, 404, 415, 503]),
+];
+
+fn error_meaning(status: u16) -> &'static str {
+    match status {
+        400 => "Malformed request or invalid resource; every issue is listed",
+        401 => "Missing or invalid access token",
+        403 => "The token's scopes do not allow this",
+        404 => "Unknown type or id",
+        410 => "The resource was deleted",
+        412 => "If-Match names a version that is not current",
+        413 => "Body larger than MAX_BODY_BYTES",
+        415 => "Content-Type not accepted",
+        422 => "Violates a profile rule (e.g. vital signs) or the patch cannot be applied",
+        503 => "Database unavailable; retry (Retry-After)",
+        _ => "Error",
+    }
+}
+
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let Some(operation_id) = operation.operation_id.as_deref() else {
+                    continue;
+                };
+                let Some((_, statuses)) =
+                    ERROR_RESPONSES.iter().find(|(id, _)| *id == operation_id)
+                else {
+                    continue;
+                };
+                for status in *statuses {
+                    let response = utoipa::openapi::ResponseBuilder::new()
+                        .description(error_meaning(*status))
+                        .content(
+                            "application/fhir+json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(component_ref("OperationOutcome")))
+                                .build(),
+                        )
+                        .build();
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_string(), response.into());
+                }
+            }
+        }
     }
 }

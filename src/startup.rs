@@ -29,11 +29,7 @@ impl Application {
         let verifier = web::Data::new(TokenVerifier::from_config(config)?);
         let listener = TcpListener::bind(config.listen_addr)?;
         let address = listener.local_addr()?;
-        let base_url = config
-            .public_base_url
-            .clone()
-            .map(|url| url.trim_end_matches('/').to_string())
-            .unwrap_or_else(|| format!("http://{address}/fhir"));
+        let base_url = config.base_url_for(address);
         let state = web::Data::new(AppState {
             pool,
             base_url: base_url.clone(),
@@ -44,6 +40,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
         });
         let metrics = web::Data::new(Metrics::new());
+        let openapi = crate::openapi::configure(crate::openapi::document());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -51,7 +48,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .wrap(from_fn(telemetry::request_context))
                 .configure(routes::configure)
-                .configure(crate::openapi::configure)
+                .configure(openapi.clone())
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?

@@ -1,7 +1,9 @@
 //! Access tokens: ES256 verification with pinned algorithm, issuer, audience and clock
 //! leeway, the authenticated `Principal` extractor, and issuing tokens for `token`.
 
+use std::collections::HashMap;
 use std::future::{Ready, ready};
+use std::sync::Mutex;
 
 use actix_web::{FromRequest, HttpRequest, web};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
@@ -13,25 +15,52 @@ use super::scopes::{Interaction, Scope, ScopeContext, parse_scopes};
 use crate::config::Config;
 use crate::error::ApiError;
 
+/// Access-token claims. `iss`, `aud`, `exp`, `nbf` and `sub` are required and checked;
+/// `aud` may be a string or a list, as authorization servers differ.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
     pub sub: String,
-    pub aud: String,
+    pub aud: Audience,
     pub exp: i64,
     pub nbf: i64,
-    pub iat: i64,
-    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Space-separated SMART scopes; none means no access.
+    #[serde(default)]
     pub scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Verifies access tokens; built once at start-up from the public key file.
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    leeway: i64,
+    /// Tokens already verified, so a client's repeated token costs one signature check.
+    /// Entries are re-checked against `exp`/`nbf` on every use.
+    verified: Mutex<HashMap<String, Verified>>,
 }
+
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    not_before: i64,
+    expires: i64,
+}
+
+/// Bounds the cache; when full it is emptied and refills with the tokens in use.
+const VERIFIED_CACHE_LIMIT: usize = 10_000;
 
 impl TokenVerifier {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
@@ -45,7 +74,47 @@ impl TokenVerifier {
         validation.leeway = config.jwt_leeway_seconds;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        Ok(TokenVerifier { key, validation })
+        Ok(TokenVerifier {
+            key,
+            validation,
+            leeway: config.jwt_leeway_seconds as i64,
+            verified: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The principal a bearer token stands for, verifying the signature once per token.
+    pub fn principal(&self, token: &str) -> Result<Principal, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let cached = self.cache().get(token).cloned();
+        if let Some(verified) = cached
+            && now < verified.expires + self.leeway
+            && now >= verified.not_before - self.leeway
+        {
+            return Ok(verified.principal);
+        }
+        let claims = self.verify(token)?;
+        let verified = Verified {
+            not_before: claims.nbf,
+            expires: claims.exp,
+            principal: Principal {
+                subject: claims.sub,
+                scopes: parse_scopes(&claims.scope),
+                patient: claims.patient,
+            },
+        };
+        let mut cache = self.cache();
+        if cache.len() >= VERIFIED_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), verified.clone());
+        Ok(verified.principal)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
+        // A panic while holding the lock leaves a valid map; keep using it.
+        self.verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -149,12 +218,7 @@ impl FromRequest for Principal {
             let verifier = request
                 .app_data::<web::Data<TokenVerifier>>()
                 .ok_or_else(|| ApiError::internal("token verifier not configured"))?;
-            let claims = verifier.verify(bearer_token(request)?)?;
-            Ok(Principal {
-                subject: claims.sub,
-                scopes: parse_scopes(&claims.scope),
-                patient: claims.patient,
-            })
+            verifier.principal(bearer_token(request)?)
         })();
         ready(result)
     }
@@ -175,11 +239,11 @@ pub fn issue_token(
     let claims = Claims {
         iss: config.jwt_issuer.clone(),
         sub: subject.to_string(),
-        aud: config.jwt_audience.clone(),
+        aud: Audience::One(config.jwt_audience.clone()),
         exp: now + ttl_seconds,
         nbf: now,
-        iat: now,
-        jti: uuid::Uuid::new_v4().to_string(),
+        iat: Some(now),
+        jti: Some(uuid::Uuid::new_v4().to_string()),
         scope: scope.to_string(),
         patient: patient.map(str::to_string),
     };

@@ -1,5 +1,5 @@
 //! The FHIR invariants (constraint keys from the StructureDefinitions) this server checks,
-//! each written out from its FHIRPath, plus the vital-signs profile rules from DOMAIN.md.
+//! each written out from its FHIRPath, plus the clinic's vital-signs profile rules.
 
 use serde_json::Value;
 
@@ -99,7 +99,7 @@ fn has_category(observation: &Value, code: &str) -> bool {
         .any(|category| codings(category).any(|(_, c)| c == code))
 }
 
-/// The R4 vital-signs profile rules (see DOMAIN.md) for an Observation whose category
+/// The R4 vital-signs profile rules for an Observation whose category
 /// is vital-signs: LOINC code, Patient subject, effective time, a UCUM quantity or a
 /// dataAbsentReason, and the two mm[Hg] components of a blood-pressure panel.
 pub fn vital_signs_issues(observation: &Value) -> Vec<Issue> {

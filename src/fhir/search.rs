@@ -5,7 +5,57 @@ use chrono::{DateTime, Datelike, FixedOffset, Months, NaiveDate, TimeDelta, Time
 
 use super::search_index::{IndexKind, indexed_parameter};
 use crate::error::{ApiError, ApiResult};
-use crate::store::search::{DateComparison, DateMatch, Filter, ReferenceMatch, TokenMatch};
+
+/// One token value to match (`code`, `system|code`, `|code`, `system|`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenMatch {
+    Code(String),
+    SystemAndCode(String, String),
+    CodeWithoutSystem(String),
+    System(String),
+}
+
+/// One reference value to match; `target_type` `None` matches any type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceMatch {
+    pub target_type: Option<String>,
+    pub id: String,
+}
+
+/// How a stored instant is compared with a searched range `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateComparison {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    StartsAfter,
+    EndsBefore,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateMatch {
+    pub comparison: DateComparison,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// One search parameter occurrence; values inside one filter are OR-ed, filters are AND-ed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    Ids(Vec<String>),
+    LastUpdated(Vec<DateMatch>),
+    Token {
+        param: String,
+        values: Vec<TokenMatch>,
+    },
+    Reference {
+        param: String,
+        values: Vec<ReferenceMatch>,
+    },
+}
 
 /// How the total is reported (`_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +83,6 @@ pub struct PageLimits {
     pub max: i64,
 }
 
-/// Parameters that shape the result rather than filter it, and are echoed in links.
-const RESULT_PARAMETERS: &[&str] = &["_count", "_total"];
 /// Parameters with no effect on the result that are accepted silently.
 const IGNORED_SILENTLY: &[&str] = &["_format", "_pretty"];
 /// The keyset cursor this server puts in `next` links.
@@ -110,11 +158,6 @@ pub fn parse(
     Ok(parsed)
 }
 
-/// Whether a parameter name is one that shapes results rather than filtering.
-pub fn is_result_parameter(name: &str) -> bool {
-    RESULT_PARAMETERS.contains(&name)
-}
-
 fn parse_count(value: &str, limits: PageLimits) -> ApiResult<i64> {
     match value.parse::<i64>() {
         Ok(count) if count >= 0 => Ok(count.min(limits.max)),
@@ -125,6 +168,32 @@ fn parse_count(value: &str, limits: PageLimits) -> ApiResult<i64> {
     }
 }
 
+/// The kinds of parameter this server applies.
+enum Kind {
+    Ids,
+    LastUpdated,
+    Token,
+    Reference(Option<String>),
+}
+
+fn kind(resource_type: &str, code: &str, modifier: Option<&str>) -> Option<Kind> {
+    match (code, modifier) {
+        ("_id", None) => Some(Kind::Ids),
+        ("_lastUpdated", None) => Some(Kind::LastUpdated),
+        _ => match (indexed_parameter(resource_type, code)?.kind, modifier) {
+            (IndexKind::Token, None) => Some(Kind::Token),
+            (IndexKind::Reference, None) => Some(Kind::Reference(None)),
+            (IndexKind::Reference, Some(target))
+                if target.starts_with(|c: char| c.is_ascii_uppercase()) =>
+            {
+                Some(Kind::Reference(Some(target.to_string())))
+            }
+            _ => None,
+        },
+    }
+}
+
+/// The filter for one parameter, or `None` when this server does not support it.
 fn filter(
     resource_type: &str,
     name: &str,
@@ -135,6 +204,9 @@ fn filter(
         Some((code, modifier)) => (code, Some(modifier)),
         None => (name, None),
     };
+    let Some(kind) = kind(resource_type, code, modifier) else {
+        return Ok(None);
+    };
     let values = split_values(value);
     if values.iter().any(String::is_empty) {
         return Err(ApiError::bad_parameter(
@@ -142,42 +214,29 @@ fn filter(
             format!("Parameter '{name}' has an empty value"),
         ));
     }
-    Ok(match (code, modifier) {
-        ("_id", None) => Some(Filter::Ids(values)),
-        ("_lastUpdated", None) => Some(Filter::LastUpdated(
+    Ok(Some(match kind {
+        Kind::Ids => Filter::Ids(values),
+        Kind::LastUpdated => Filter::LastUpdated(
             values
                 .iter()
                 .map(|v| parse_date_match(name, v))
                 .collect::<ApiResult<_>>()?,
-        )),
-        _ => match indexed_parameter(resource_type, code) {
-            Some(parameter) if parameter.kind == IndexKind::Token && modifier.is_none() => {
-                Some(Filter::Token {
-                    param: code.to_string(),
-                    values: values.iter().map(|v| parse_token(v)).collect(),
-                })
-            }
-            Some(parameter) if parameter.kind == IndexKind::Reference => {
-                let target_type = match modifier {
-                    None => None,
-                    Some(t) if t.starts_with(|c: char| c.is_ascii_uppercase()) => Some(t),
-                    Some(_) => return Ok(None),
-                };
-                Some(Filter::Reference {
-                    param: code.to_string(),
-                    values: values
-                        .iter()
-                        .map(|v| parse_reference(name, v, target_type, base_url))
-                        .collect::<ApiResult<_>>()?,
-                })
-            }
-            _ => None,
+        ),
+        Kind::Token => Filter::Token {
+            param: code.to_string(),
+            values: values.iter().map(|v| parse_token(v)).collect(),
         },
-    })
+        Kind::Reference(target_type) => Filter::Reference {
+            param: code.to_string(),
+            values: values
+                .iter()
+                .map(|v| parse_reference(name, v, target_type.as_deref(), base_url))
+                .collect::<ApiResult<_>>()?,
+        },
+    }))
 }
 
-/// Splits on unescaped commas and removes `\,` `\|` `\$` `\\` escapes' backslashes
-/// only where they protect a comma (pipes are handled by the token parser).
+/// Splits on unescaped commas; `\,` stands for a literal comma.
 fn split_values(value: &str) -> Vec<String> {
     let mut values = Vec::new();
     let mut current = String::new();

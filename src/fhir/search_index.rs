@@ -100,8 +100,8 @@ pub fn extract(resource_type: &str, resource: &Value) -> IndexEntries {
             }
         }
     }
-    entries.tokens.dedup();
-    entries.references.dedup();
+    dedup(&mut entries.tokens);
+    dedup(&mut entries.references);
     entries
 }
 
@@ -163,4 +163,15 @@ fn reference(param: &str, node: Node<'_>) -> Option<ReferenceEntry> {
         target_type: Some(target_type.to_string()),
         target_id: target_id.to_string(),
     })
+}
+
+/// Drops repeated entries (a code in several codings, a reference in two paths), keeping order.
+fn dedup<T: PartialEq>(items: &mut Vec<T>) {
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        if !kept.contains(&item) {
+            kept.push(item);
+        }
+    }
+    *items = kept;
 }

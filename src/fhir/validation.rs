@@ -464,7 +464,7 @@ impl Walker<'_> {
             self.push(
                 Issue::error(
                     "value",
-                    format!("Expected a {code} value, found {}", describe(value)),
+                    format!("Expected a value of type {code}, found {}", describe(value)),
                 )
                 .at(location),
             );
@@ -674,8 +674,10 @@ mod tests {
             "{found:?}"
         );
         assert!(
-            found.iter().any(|e| e.contains("Expected a decimal")
-                && e.ends_with("Observation.valueQuantity.value")),
+            found
+                .iter()
+                .any(|e| e.contains("Expected a value of type decimal")
+                    && e.ends_with("Observation.valueQuantity.value")),
             "{found:?}"
         );
     }

@@ -58,6 +58,21 @@ fn checked(
     }
 }
 
+/// A patient-scoped token may add data about its patient, but no new Patient: the server
+/// assigns the id, so the new resource could never be that patient.
+fn ensure_may_create(
+    access: &Access,
+    resource_type: &ResourceType,
+    resource: &Value,
+) -> ApiResult<()> {
+    if matches!(access, Access::Patient(_)) && resource_type.as_str() == "Patient" {
+        return Err(ApiError::Forbidden(
+            "A patient-scoped token cannot create Patient resources".into(),
+        ));
+    }
+    ensure_in_compartment(access, resource_type, resource)
+}
+
 fn ensure_in_compartment(
     access: &Access,
     resource_type: &ResourceType,
@@ -74,6 +89,19 @@ fn ensure_in_compartment(
             "The access token is limited to one patient's data; this resource is outside it".into(),
         )),
     }
+}
+
+fn not_found(resource_type: &ResourceType, id: &ResourceId) -> ApiError {
+    ApiError::NotFound(format!("{resource_type}/{id} does not exist"))
+}
+
+fn gone(resource_type: &ResourceType, id: &ResourceId) -> ApiError {
+    ApiError::Gone(format!("{resource_type}/{id} has been deleted"))
+}
+
+/// The type and id of an instance URL.
+pub fn instance(resource_type: &str, id: &str) -> ApiResult<(ResourceType, ResourceId)> {
+    Ok((ResourceType::parse(resource_type)?, ResourceId::parse(id)?))
 }
 
 fn live_content<'c>(
@@ -101,15 +129,7 @@ fn live_content<'c>(
     params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("Prefer" = Option<String>, Header, description = "return=minimal | representation | OperationOutcome; handling=lenient accepts unknown elements")),
     request_body(content = crate::openapi::AnyResource, content_type = "application/fhir+json", description = "The resource; its id, if any, is replaced"),
     responses(
-        (status = 201, description = "Created as version 1", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
-        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 415, description = "Content-Type not accepted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 422, description = "Violates a profile rule (e.g. vital signs) or the patch cannot be applied", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 201, description = "Created as version 1", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version")))
     ),
     security(("bearer_jwt" = []))
 )]
@@ -125,7 +145,7 @@ pub async fn create(
     let preferences = preferences(request.headers());
     let (resource, warnings) =
         resource_body(&request, payload, &state, &resource_type, preferences).await?;
-    ensure_in_compartment(&access, &resource_type, &resource)?;
+    ensure_may_create(&access, &resource_type, &resource)?;
     let id = ResourceId::generate();
     let written = resources::write_version(
         &state.pool,
@@ -152,12 +172,7 @@ pub async fn create(
     params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("If-None-Match" = Option<String>, Header, description = "W/\"3\": 304 if still current")),
     responses(
         (status = 200, description = "The current version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String), ("Last-Modified" = String))),
-        (status = 304, description = "Not modified since the given ETag"),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 410, description = "The resource was deleted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 304, description = "Not modified since the given ETag")
     ),
     security(("bearer_jwt" = []))
 )]
@@ -167,29 +182,27 @@ pub async fn read(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let (resource_type, id) = instance(&path.0, &path.1)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Read)?;
-    let current = resources::read_current(&state.pool, &resource_type, &id).await?;
-    let content = live_content(current.as_ref(), &resource_type, &id)?;
-    ensure_in_compartment(&access, &resource_type, content)?;
-    let current = current
-        .as_ref()
-        .expect("live content implies a current version");
-    let version = resources::Version {
-        resource_type: resource_type.to_string(),
-        id: id.to_string(),
-        version_id: current.version_id,
-        last_updated: current.last_updated,
-        deleted: false,
-        method: String::new(),
-        content: None,
+    let current = resources::read_current_text(&state.pool, &resource_type, &id)
+        .await?
+        .ok_or_else(|| not_found(&resource_type, &id))?;
+    let Some(content) = current.content else {
+        return Err(gone(&resource_type, &id));
     };
-    if if_none_match_hits(request.headers(), current.version_id) {
-        return Ok(
-            resource_response(StatusCode::NOT_MODIFIED, &version, &state.base_url, false).finish(),
-        );
+    if let Access::Patient(_) = access {
+        let parsed: Value = serde_json::from_str(&content).map_err(ApiError::internal)?;
+        ensure_in_compartment(&access, &resource_type, &parsed)?;
     }
-    Ok(resource_response(StatusCode::OK, &version, &state.base_url, false).json(content))
+    if if_none_match_hits(request.headers(), current.version_id) {
+        return Ok(resource_response(
+            StatusCode::NOT_MODIFIED,
+            current.version_id,
+            current.last_updated,
+        )
+        .finish());
+    }
+    Ok(resource_response(StatusCode::OK, current.version_id, current.last_updated).body(content))
 }
 
 #[utoipa::path(
@@ -197,12 +210,7 @@ pub async fn read(
     summary = "Read a specific version",
     params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("version" = String, Path, description = "Version id, e.g. 1")),
     responses(
-        (status = 200, description = "That version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String), ("Last-Modified" = String))),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 410, description = "The resource was deleted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 200, description = "That version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String), ("Last-Modified" = String)))
     ),
     security(("bearer_jwt" = []))
 )]
@@ -211,7 +219,7 @@ pub async fn vread(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let (resource_type, id) = instance(&path.0, &path.1)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Vread)?;
     let version_id = parse_version_id(&path.2)?;
     let version = resources::read_version(&state.pool, &resource_type, &id, version_id)
@@ -225,7 +233,7 @@ pub async fn vread(
         )));
     };
     ensure_in_compartment(&access, &resource_type, content)?;
-    Ok(resource_response(StatusCode::OK, &version, &state.base_url, false).json(content))
+    Ok(resource_response(StatusCode::OK, version.version_id, version.last_updated).json(content))
 }
 
 #[utoipa::path(
@@ -235,16 +243,7 @@ pub async fn vread(
     request_body(content = crate::openapi::AnyResource, content_type = "application/fhir+json", description = "The whole resource; its id must equal the URL id"),
     responses(
         (status = 200, description = "Updated as a new version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
-        (status = 201, description = "Created with the client's id", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
-        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 412, description = "If-Match names a version that is not current", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 415, description = "Content-Type not accepted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 422, description = "Violates a profile rule (e.g. vital signs) or the patch cannot be applied", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 201, description = "Created with the client's id", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version")))
     ),
     security(("bearer_jwt" = []))
 )]
@@ -255,7 +254,7 @@ pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let (resource_type, id) = instance(&path.0, &path.1)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Update)?;
     let preferences = preferences(request.headers());
     let expected_version = if_match(request.headers())?;
@@ -312,17 +311,7 @@ pub async fn update(
     params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("Prefer" = Option<String>, Header, description = "return=minimal | representation | OperationOutcome; handling=lenient accepts unknown elements"), ("If-Match" = Option<String>, Header, description = "W/\"3\": only write if version 3 is current")),
     request_body(content = crate::openapi::JsonPatch, content_type = "application/json-patch+json"),
     responses(
-        (status = 200, description = "Patched as a new version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
-        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 410, description = "The resource was deleted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 412, description = "If-Match names a version that is not current", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 415, description = "Content-Type not accepted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 422, description = "Violates a profile rule (e.g. vital signs) or the patch cannot be applied", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 200, description = "Patched as a new version", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version")))
     ),
     security(("bearer_jwt" = []))
 )]
@@ -333,7 +322,7 @@ pub async fn patch(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let (resource_type, id) = instance(&path.0, &path.1)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Patch)?;
     let preferences = preferences(request.headers());
     let expected_version = if_match(request.headers())?;
@@ -388,12 +377,7 @@ pub async fn patch(
     summary = "Delete (history keeps every version)",
     params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("If-Match" = Option<String>, Header, description = "W/\"3\": only write if version 3 is current")),
     responses(
-        (status = 204, description = "Deleted, or there was nothing to delete"),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 412, description = "If-Match names a version that is not current", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 204, description = "Deleted, or there was nothing to delete")
     ),
     security(("bearer_jwt" = []))
 )]
@@ -403,7 +387,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let (resource_type, id) = instance(&path.0, &path.1)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Delete)?;
     let expected_version = if_match(request.headers())?;
     resources::write_version(

@@ -8,7 +8,7 @@ use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle::{Link, history};
 use crate::fhir::search::{CURSOR_PARAMETER, date_range};
-use crate::fhir::{FHIR_JSON, ResourceId, ResourceType};
+use crate::fhir::{FHIR_JSON, ResourceType};
 use crate::store::history::{HistoryQuery, HistoryScope};
 
 #[utoipa::path(
@@ -16,12 +16,7 @@ use crate::store::history::{HistoryQuery, HistoryScope};
     summary = "Every version of one resource, newest first",
     params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("id" = String, Path, description = "Logical id, e.g. demo-patient-01"), ("_since" = Option<String>, Query, description = "Only versions at or after this instant"), ("_count" = Option<i64>, Query, description = "Page size")),
     responses(
-        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json"),
-        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json")
     ),
     security(("bearer_jwt" = []))
 )]
@@ -31,7 +26,7 @@ pub async fn instance_history(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    let (resource_type, id) = (ResourceType::parse(&path.0)?, ResourceId::parse(&path.1)?);
+    let (resource_type, id) = super::crud::instance(&path.0, &path.1)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::HistoryInstance)?;
     let current = crate::store::resources::read_current(&state.pool, &resource_type, &id)
         .await?
@@ -61,12 +56,7 @@ pub async fn instance_history(
     summary = "Every version of every resource of a type, newest first",
     params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("_since" = Option<String>, Query, description = "Only versions at or after this instant"), ("_count" = Option<i64>, Query, description = "Page size")),
     responses(
-        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json"),
-        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown type or id", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json")
     ),
     security(("bearer_jwt" = []))
 )]
@@ -93,11 +83,7 @@ pub async fn type_history(
     summary = "Every version of every resource, newest first",
     params(("_since" = Option<String>, Query, description = "Only versions at or after this instant"), ("_count" = Option<i64>, Query, description = "Page size")),
     responses(
-        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json"),
-        (status = 400, description = "Malformed request or invalid resource; every issue is listed", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 401, description = "Missing or invalid access token", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "The token's scopes do not allow this", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "Database unavailable; retry (Retry-After)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
+        (status = 200, description = "A history Bundle", body = crate::openapi::Bundle, content_type = "application/fhir+json")
     ),
     security(("bearer_jwt" = []))
 )]

@@ -3,7 +3,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -156,34 +157,21 @@ pub fn if_none_match_hits(headers: &HeaderMap, version_id: i32) -> bool {
         })
 }
 
-fn http_date(version: &Version) -> String {
-    version
-        .last_updated
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
+fn http_date(at: DateTime<Utc>) -> String {
+    at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// A resource response with ETag, Last-Modified and (for writes) Location.
+/// A resource response with the version's ETag and Last-Modified.
 pub fn resource_response(
     status: StatusCode,
-    version: &Version,
-    base_url: &str,
-    location: bool,
-) -> actix_web::HttpResponseBuilder {
+    version_id: i32,
+    last_updated: DateTime<Utc>,
+) -> HttpResponseBuilder {
     let mut response = HttpResponse::build(status);
     response
         .content_type(FHIR_JSON)
-        .insert_header((header::ETAG, etag(version.version_id)))
-        .insert_header((header::LAST_MODIFIED, http_date(version)));
-    if location {
-        response.insert_header((
-            header::LOCATION,
-            format!(
-                "{base_url}/{}/{}/_history/{}",
-                version.resource_type, version.id, version.version_id
-            ),
-        ));
-    }
+        .insert_header((header::ETAG, etag(version_id)))
+        .insert_header((header::LAST_MODIFIED, http_date(last_updated)));
     response
 }
 
@@ -195,7 +183,14 @@ pub fn write_response(
     preferences: Preferences,
     warnings: &[Issue],
 ) -> HttpResponse {
-    let mut response = resource_response(status, version, base_url, true);
+    let mut response = resource_response(status, version.version_id, version.last_updated);
+    response.insert_header((
+        header::LOCATION,
+        format!(
+            "{base_url}/{}/{}/_history/{}",
+            version.resource_type, version.id, version.version_id
+        ),
+    ));
     match preferences.return_preference {
         ReturnPreference::Minimal => response.finish(),
         ReturnPreference::Representation => {

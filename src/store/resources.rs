@@ -78,6 +78,35 @@ pub async fn read_current(
         .optional()?)
 }
 
+/// The current state of a resource with its content as JSON text, rendered by PostgreSQL,
+/// so a read can serve it without parsing and re-serialising.
+#[derive(Debug, Clone, Queryable)]
+pub struct CurrentText {
+    pub version_id: i32,
+    pub last_updated: DateTime<Utc>,
+    pub content: Option<String>,
+}
+
+pub async fn read_current_text(
+    pool: &Pool,
+    resource_type: &ResourceType,
+    id: &ResourceId,
+) -> ApiResult<Option<CurrentText>> {
+    let mut conn = connection(pool).await?;
+    Ok(resources::table
+        .find((resource_type.as_str(), id.as_str()))
+        .select((
+            resources::version_id,
+            resources::last_updated,
+            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
+                "content::text",
+            ),
+        ))
+        .first(&mut conn)
+        .await
+        .optional()?)
+}
+
 /// One specific version of a resource.
 pub async fn read_version(
     pool: &Pool,
@@ -94,11 +123,6 @@ pub async fn read_version(
         .first(&mut conn)
         .await
         .optional()?)
-}
-
-/// Does any version of this resource exist?
-pub async fn exists(pool: &Pool, resource_type: &ResourceType, id: &ResourceId) -> ApiResult<bool> {
-    Ok(read_current(pool, resource_type, id).await?.is_some())
 }
 
 /// What a write should produce, decided under the resource's lock from its current state.

@@ -1,4 +1,5 @@
-//! Diesel table definitions, mirroring migrations/.
+//! Diesel table definitions, mirroring migrations/. The index tables have no primary key in
+//! SQL; diesel needs one, so their declared keys here only name the columns that identify a row.
 
 diesel::table! {
     resources (resource_type, id) {

@@ -9,57 +9,7 @@ use serde_json::Value;
 
 use super::{Pool, connection};
 use crate::error::ApiResult;
-
-/// One token value to match (`code`, `system|code`, `|code`, `system|`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum TokenMatch {
-    Code(String),
-    SystemAndCode(String, String),
-    CodeWithoutSystem(String),
-    System(String),
-}
-
-/// One reference value to match; `target_type` `None` matches any type.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReferenceMatch {
-    pub target_type: Option<String>,
-    pub id: String,
-}
-
-/// How a stored instant is compared with a searched range `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DateComparison {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    StartsAfter,
-    EndsBefore,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DateMatch {
-    pub comparison: DateComparison,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-}
-
-/// One search parameter occurrence; values inside one filter are OR-ed, filters are AND-ed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Filter {
-    Ids(Vec<String>),
-    LastUpdated(Vec<DateMatch>),
-    Token {
-        param: String,
-        values: Vec<TokenMatch>,
-    },
-    Reference {
-        param: String,
-        values: Vec<ReferenceMatch>,
-    },
-}
+use crate::fhir::search::{DateComparison, DateMatch, Filter, ReferenceMatch, TokenMatch};
 
 #[derive(Debug, Clone)]
 pub struct SearchQuery {

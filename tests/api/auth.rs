@@ -242,3 +242,62 @@ async fn patient_scope_sees_only_that_patients_data() {
     let patients = json(get("Patient".into()).await).await;
     assert_eq!(patients["total"], 1);
 }
+
+#[tokio::test]
+async fn patient_scope_cannot_create_patients_or_data_about_others() {
+    let app = TestApp::spawn().await;
+    let mine = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = app.token_for("patient/*.cruds", Some(&mine));
+    let post = |path: &'static str, body: serde_json::Value| {
+        let request = app
+            .client
+            .post(format!("{}/{path}", app.base))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/fhir+json")
+            .body(body.to_string());
+        async move { request.send().await.unwrap() }
+    };
+    let mut someone = patient();
+    someone["id"] = json!(mine);
+    assert_eq!(
+        post("Patient", someone).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post("Observation", heart_rate("someone-else", 80))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post("Observation", heart_rate(&mine, 80)).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(app.count_rows("resources").await, 2);
+}
+
+#[tokio::test]
+async fn audience_may_be_a_list_and_jti_is_optional() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": app.config.jwt_issuer, "sub": "payer-system", "aud": ["other-api", app.config.jwt_audience],
+        "exp": now + 60, "nbf": now, "scope": "system/Patient.rs"});
+    let pem = std::fs::read(&app.config.jwt_private_key_file).unwrap();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    let response = app
+        .client
+        .get(format!("{}/Patient", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -25,12 +25,40 @@ async fn read_returns_exactly_what_was_sent_plus_meta() {
     let app = TestApp::spawn().await;
     let mut sent = infusion("p1");
     sent["extension"] = json!([{"url": "http://clinic.example/fhir/StructureDefinition/mg-per-kg", "valueDecimal": 0.5}]);
-    sent["dosage"]["dose"]["value"] = json!(35.250);
     sent["note"] = json!([{"text": "Tolerated well; mild dissociation ✓"}]);
-    let created = app.create(&sent).await;
-    let id = created["id"].as_str().unwrap();
-    let read = json(app.get(&format!("MedicationAdministration/{id}")).await).await;
-    let mut expected = sent.clone();
+    // Decimal precision is meaning in FHIR: 35.250 and 0.50 must come back as written.
+    let text = sent
+        .to_string()
+        .replace("\"valueDecimal\":0.5", "\"valueDecimal\":0.50")
+        .replace("\"value\":35", "\"value\":35.250");
+    assert!(text.contains("0.50") && text.contains("35.250"));
+    let response = app
+        .request(Method::POST, "MedicationAdministration")
+        .header("Content-Type", "application/fhir+json")
+        .body(text.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = json(response).await["id"].as_str().unwrap().to_string();
+    let read_text = app
+        .get(&format!("MedicationAdministration/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let read: Value = serde_json::from_str(&read_text).unwrap();
+    assert_eq!(
+        read["extension"][0]["valueDecimal"].to_string(),
+        "0.50",
+        "{read_text}"
+    );
+    assert_eq!(
+        read["dosage"]["dose"]["value"].to_string(),
+        "35.250",
+        "{read_text}"
+    );
+    let mut expected: Value = serde_json::from_str(&text).unwrap();
     expected["id"] = json!(id);
     expected["meta"] = read["meta"].clone();
     assert_eq!(read, expected);

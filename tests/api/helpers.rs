@@ -34,7 +34,7 @@ fn with_database(url: &str, database: &str) -> String {
     format!("{prefix}/{database}")
 }
 
-async fn create_database() -> String {
+pub async fn create_database() -> String {
     let admin = admin_url();
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = AsyncPgConnection::establish(&admin)
