@@ -129,3 +129,64 @@ async fn openapi_is_served_and_swagger_ui_loads() {
     assert_eq!(ui.status(), StatusCode::OK);
     assert!(ui.text().await.unwrap().contains("swagger"));
 }
+
+/// What Swagger's "Try it out" does: every operation of the served document, called with
+/// its path parameters filled in and the bearer token, answers with a status the document
+/// lists for that operation.
+#[tokio::test]
+async fn every_documented_operation_answers_with_a_documented_status() {
+    let app = TestApp::spawn().await;
+    let mut body = crate::helpers::patient();
+    body["id"] = serde_json::json!("try-it");
+    assert_eq!(
+        app.put("Patient/try-it", &body).await.status(),
+        StatusCode::CREATED
+    );
+    let document = json(
+        app.client
+            .get(format!("{}/openapi.json", app.root))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let url = format!(
+                "{}{}",
+                app.root,
+                path.replace("{type}", "Patient")
+                    .replace("{id}", "try-it")
+                    .replace("{version}", "1")
+            );
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut request = app
+                .client
+                .request(method.clone(), &url)
+                .bearer_auth(&app.token);
+            let content_type = operation["requestBody"]["content"]
+                .as_object()
+                .and_then(|c| c.keys().next().cloned());
+            if let Some(content_type) = content_type {
+                let payload = match content_type.as_str() {
+                    "application/json-patch+json" => {
+                        r#"[{"op":"replace","path":"/active","value":true}]"#.to_string()
+                    }
+                    "application/x-www-form-urlencoded" => "_id=try-it".to_string(),
+                    _ => body.to_string(),
+                };
+                request = request.header("Content-Type", content_type).body(payload);
+            }
+            let status = request.send().await.unwrap().status().as_u16().to_string();
+            let documented: Vec<&String> =
+                operation["responses"].as_object().unwrap().keys().collect();
+            assert!(
+                documented.contains(&&status),
+                "{method} {path} answered {status}, documented {documented:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15);
+}
