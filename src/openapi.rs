@@ -504,6 +504,55 @@ fn error_meaning(status: u16) -> &'static str {
     }
 }
 
+/// A representative OperationOutcome for each error status, as the server words it.
+fn error_example(status: u16) -> Value {
+    let (code, diagnostics, expression) = match status {
+        400 => (
+            "code-invalid",
+            "Patient.gender has a required binding to http://hl7.org/fhir/ValueSet/administrative-gender; 'mail' is not in it (allowed: female, male, other, unknown)",
+            Some("Patient.gender"),
+        ),
+        401 => ("login", "the access token has expired", None),
+        403 => (
+            "forbidden",
+            "The access token's scopes do not allow Create on Patient",
+            None,
+        ),
+        404 => ("not-found", "Patient/demo-patient-99 does not exist", None),
+        410 => ("deleted", "Patient/demo-patient-01 has been deleted", None),
+        412 => (
+            "conflict",
+            "If-Match names version 1, but the current version is 2",
+            None,
+        ),
+        413 => (
+            "too-costly",
+            "Request body exceeds the limit of 1048576 bytes",
+            None,
+        ),
+        415 => (
+            "not-supported",
+            "Content-Type 'application/xml' is not accepted here; send application/fhir+json or application/json",
+            None,
+        ),
+        422 => (
+            "invariant",
+            "Vital signs profile: needs valueQuantity with a UCUM unit (system http://unitsofmeasure.org and code) or a dataAbsentReason",
+            Some("Observation.valueQuantity"),
+        ),
+        _ => (
+            "transient",
+            "The database is not available right now; retry shortly",
+            None,
+        ),
+    };
+    let mut issue = json!({"severity": "error", "code": code, "diagnostics": diagnostics});
+    if let Some(expression) = expression {
+        issue["expression"] = json!([expression]);
+    }
+    json!({"resourceType": "OperationOutcome", "issue": [issue]})
+}
+
 struct ErrorResponses;
 
 impl Modify for ErrorResponses {
@@ -534,6 +583,7 @@ impl Modify for ErrorResponses {
                             "application/fhir+json",
                             utoipa::openapi::ContentBuilder::new()
                                 .schema(Some(component_ref("OperationOutcome")))
+                                .example(Some(error_example(*status)))
                                 .build(),
                         )
                         .build();
