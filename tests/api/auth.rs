@@ -6,12 +6,7 @@ use crate::helpers::{TestApp, heart_rate, json, patient};
 #[tokio::test]
 async fn missing_token_is_401_with_www_authenticate() {
     let app = TestApp::spawn().await;
-    let response = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymous("Patient").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(
         response.headers()["www-authenticate"]
@@ -25,12 +20,7 @@ async fn missing_token_is_401_with_www_authenticate() {
 #[tokio::test]
 async fn metadata_needs_no_token() {
     let app = TestApp::spawn().await;
-    let response = app
-        .client
-        .get(format!("{}/metadata", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymous("metadata").await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -38,13 +28,7 @@ async fn metadata_needs_no_token() {
 async fn token_signed_by_another_key_is_401() {
     let app = TestApp::spawn().await;
     let other = TestApp::spawn().await;
-    let response = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(&other.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&other.token, "Patient").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(
         json(response).await["issue"][0]["diagnostics"]
@@ -60,13 +44,7 @@ async fn expired_token_is_401() {
     let expired =
         ketamine_fhir::auth::jwt::issue_token(&app.config, "t", "system/*.cruds", None, -120)
             .unwrap();
-    let response = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(expired)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&expired, "Patient").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(
         json(response).await["issue"][0]["diagnostics"]
@@ -87,13 +65,7 @@ async fn alg_none_and_hs256_tokens_are_refused() {
         encode(r#"{"alg":"none","typ":"JWT"}"#),
         encode(&claims.to_string())
     );
-    let response = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(none)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&none, "Patient").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // HS256 keyed with the public key's PEM (the classic algorithm-confusion attack).
     let public_pem = std::fs::read(&app.config.jwt_public_key_file).unwrap();
@@ -103,13 +75,7 @@ async fn alg_none_and_hs256_tokens_are_refused() {
         &jsonwebtoken::EncodingKey::from_secret(&public_pem),
     )
     .unwrap();
-    let response = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(hs)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&hs, "Patient").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -139,13 +105,7 @@ async fn wrong_audience_is_401() {
     other.jwt_audience = "someone-else".into();
     let token =
         ketamine_fhir::auth::jwt::issue_token(&other, "t", "system/*.cruds", None, 60).unwrap();
-    let response = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&token, "Patient").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -165,13 +125,7 @@ async fn read_only_scope_cannot_write_and_stores_nothing() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(json(response).await["issue"][0]["code"], "forbidden");
     assert_eq!(app.count_rows("resources").await, 0);
-    let read = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let read = app.get_as(&token, "Patient").await;
     assert_eq!(read.status(), StatusCode::OK);
 }
 
@@ -179,21 +133,9 @@ async fn read_only_scope_cannot_write_and_stores_nothing() {
 async fn scope_for_one_type_does_not_reach_another() {
     let app = TestApp::spawn().await;
     let token = app.token_for("system/Observation.read", None);
-    let response = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&token, "Patient").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let response = app
-        .client
-        .get(format!("{}/Observation", app.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&token, "Observation").await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -292,12 +234,6 @@ async fn audience_may_be_a_list_and_jti_is_optional() {
         &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
     )
     .unwrap();
-    let response = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(&token, "Patient").await;
     assert_eq!(response.status(), StatusCode::OK);
 }

@@ -43,13 +43,7 @@ async fn token_prints_only_a_token_that_the_server_honours() {
     let token = stdout.strip_suffix('\n').unwrap();
     assert_eq!(token.split('.').count(), 3, "not a JWT: {stdout:?}");
     assert!(!token.contains(char::is_whitespace));
-    let read = app
-        .client
-        .get(format!("{}/Patient", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let read = app.get_as(token, "Patient").await;
     assert_eq!(read.status(), StatusCode::OK);
     let write = app
         .client
@@ -102,12 +96,7 @@ async fn migrate_applies_once_and_readiness_follows() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.root))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get_root("readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
 }
 

@@ -143,12 +143,7 @@ async fn database_outage_gives_fast_503_and_recovery_needs_no_restart() {
         started.elapsed()
     );
     assert_eq!(
-        app.client
-            .get(format!("{}/readyz", app.root))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.get_root("readyz").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     diesel::sql_query(format!(

@@ -100,6 +100,34 @@ impl TestApp {
             .bearer_auth(&self.token)
     }
 
+    /// A GET under /fhir with another token.
+    pub async fn get_as(&self, token: &str, path: &str) -> Response {
+        self.client
+            .get(format!("{}/{}", self.base, path.trim_start_matches('/')))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A GET under /fhir with no Authorization header.
+    pub async fn get_anonymous(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}/{}", self.base, path.trim_start_matches('/')))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A GET of a server-root path (`readyz`, `metrics`, `openapi.json`), no token.
+    pub async fn get_root(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}/{}", self.root, path.trim_start_matches('/')))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.request(Method::GET, path).send().await.unwrap()
     }

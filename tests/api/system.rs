@@ -6,12 +6,7 @@ use crate::helpers::{TestApp, json};
 #[tokio::test]
 async fn capability_statement_lists_each_type_and_its_interactions() {
     let app = TestApp::spawn().await;
-    let response = app
-        .client
-        .get(format!("{}/metadata", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_anonymous("metadata").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
@@ -61,32 +56,11 @@ async fn capability_statement_lists_each_type_and_its_interactions() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let app = TestApp::spawn().await;
-    assert_eq!(
-        app.client
-            .get(format!("{}/healthz", app.root))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.root))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.get_root("healthz").await.status(), StatusCode::OK);
+    let ready = app.get_root("readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     app.get("Patient/nope").await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.root))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_root("metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(
             r#"http_requests_total{method="GET",route="/fhir/{type}/{id}",status="404"} 1"#
@@ -111,21 +85,9 @@ async fn committed_openapi_document_matches_the_code() {
 #[tokio::test]
 async fn openapi_is_served_and_swagger_ui_loads() {
     let app = TestApp::spawn().await;
-    let document = json(
-        app.client
-            .get(format!("{}/openapi.json", app.root))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let document = json(app.get_root("openapi.json").await).await;
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
-    let ui = app
-        .client
-        .get(format!("{}/docs/", app.root))
-        .send()
-        .await
-        .unwrap();
+    let ui = app.get_root("docs/").await;
     assert_eq!(ui.status(), StatusCode::OK);
     assert!(ui.text().await.unwrap().contains("swagger"));
 }
@@ -142,14 +104,7 @@ async fn every_documented_operation_answers_with_a_documented_status() {
         app.put("Patient/try-it", &body).await.status(),
         StatusCode::CREATED
     );
-    let document = json(
-        app.client
-            .get(format!("{}/openapi.json", app.root))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let document = json(app.get_root("openapi.json").await).await;
     let mut checked = 0;
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
