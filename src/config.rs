@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, global = true, env = "MAX_PAGE_SIZE", default_value_t = 500)]
     pub max_page_size: i64,
 
+    /// IANA time zone of the clinic: dates without a zone (birth dates, `date=2026-11-22`)
+    /// are days in this zone.
+    #[arg(long, global = true, env = "CLINIC_TIMEZONE", default_value = "UTC")]
+    pub clinic_timezone: chrono_tz::Tz,
+
+    /// Most resources `_include`/`_revinclude` add to one page; beyond it the Bundle says
+    /// how many were left out.
+    #[arg(long, global = true, env = "MAX_INCLUDES", default_value_t = 1000)]
+    pub max_includes: usize,
+
     /// PEM file with the ES256 public key that verifies access tokens.
     #[arg(
         long,
@@ -139,6 +149,14 @@ impl Config {
         match &self.public_base_url {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{bound}/fhir"),
+        }
+    }
+
+    /// What search-index extraction needs, for a server bound to `bound`.
+    pub fn index_context(&self, bound: SocketAddr) -> crate::fhir::search_index::IndexContext {
+        crate::fhir::search_index::IndexContext {
+            base_url: self.base_url_for(bound),
+            zone: self.clinic_timezone,
         }
     }
 

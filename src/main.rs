@@ -31,6 +31,9 @@ enum Command {
         #[arg(long, required = true)]
         demo: bool,
     },
+    /// Rebuild the search index from the stored resources (after a change of search
+    /// parameters, CLINIC_TIMEZONE or PUBLIC_BASE_URL).
+    Reindex,
     /// Create the ES256 key pair files if they do not exist.
     Keygen,
     /// Print a signed access token, and nothing else, on stdout.
@@ -61,6 +64,13 @@ async fn main() -> anyhow::Result<()> {
             let applied = store::run_migrations(&config.database_url).await?;
             tracing::info!(count = applied.len(), "migrations applied");
             let application = Application::build(&config)?;
+            let reindexed = application.ensure_search_index().await?;
+            if reindexed > 0 {
+                tracing::info!(
+                    resources = reindexed,
+                    "search index rebuilt for the current rules"
+                );
+            }
             tracing::info!(base_url = %application.base_url(), "serving FHIR");
             application.run_until_stopped().await?;
             tracing::info!("stopped");
@@ -73,12 +83,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed { demo: _ } => {
             telemetry::init_tracing(config.log_format);
             let pool = startup::command_pool(&config)?;
-            let summary = seed::load_demo(&pool).await?;
+            let summary = seed::load_demo(&pool, &config.index_context(config.listen_addr)).await?;
             tracing::info!(
                 created = summary.created,
                 existing = summary.existing,
                 "demo data loaded"
             );
+        }
+        Command::Reindex => {
+            telemetry::init_tracing(config.log_format);
+            let pool = startup::command_pool(&config)?;
+            let count =
+                store::index::reindex(&pool, &config.index_context(config.listen_addr)).await?;
+            tracing::info!(resources = count, "search index rebuilt");
         }
         Command::Keygen => {
             let created = auth::keys::generate_if_missing(

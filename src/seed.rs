@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiResult;
 use crate::fhir::resource::instant;
+use crate::fhir::search_index::IndexContext;
 use crate::fhir::validation::{ValidationOptions, validate_resource};
 use crate::fhir::{ResourceId, ResourceType};
 use crate::store::Pool;
@@ -278,7 +279,7 @@ pub struct SeedSummary {
 }
 
 /// Loads the demo clinic; resources that already exist are left as they are.
-pub async fn load_demo(pool: &Pool) -> ApiResult<SeedSummary> {
+pub async fn load_demo(pool: &Pool, context: &IndexContext) -> ApiResult<SeedSummary> {
     let mut summary = SeedSummary {
         created: 0,
         existing: 0,
@@ -301,6 +302,7 @@ pub async fn load_demo(pool: &Pool) -> ApiResult<SeedSummary> {
             &id,
             WriteMethod::Update,
             None,
+            context,
             |current| {
                 Ok(match current {
                     Some(_) => NextContent::Nothing,

@@ -18,6 +18,7 @@ use crate::telemetry;
 pub struct Application {
     port: u16,
     base_url: String,
+    state: web::Data<AppState>,
     server: Server,
 }
 
@@ -38,9 +39,12 @@ impl Application {
                 max: config.max_page_size,
             },
             max_body_bytes: config.max_body_bytes,
+            index: config.index_context(address),
+            max_includes: config.max_includes,
         });
         let metrics = web::Data::new(Metrics::new());
         let openapi = crate::openapi::configure(crate::openapi::document());
+        let shared_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -59,6 +63,7 @@ impl Application {
         Ok(Application {
             port: address.port(),
             base_url,
+            state: shared_state,
             server: server.run(),
         })
     }
@@ -69,6 +74,14 @@ impl Application {
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// Rebuilds the search index if it was built by other extraction rules (or never);
+    /// returns how many resources were reindexed.
+    pub async fn ensure_search_index(&self) -> anyhow::Result<usize> {
+        store::index::ensure_current(&self.state.pool, &self.state.index)
+            .await
+            .map_err(|e| anyhow::anyhow!("rebuilding the search index failed: {e}"))
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests.

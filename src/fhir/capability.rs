@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::FHIR_VERSION;
 use super::definitions::registry;
-use super::search_index::{IndexKind, indexed_parameters};
+use super::search_index::indexed_parameters;
 
 /// The interactions served for every resource type (see `routes::configure`).
 pub const TYPE_INTERACTIONS: &[&str] = &[
@@ -37,7 +37,7 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
                 let definition = registry.search_parameter(resource_type, &parameter.code);
                 search_params.push(json!({
                     "name": parameter.code,
-                    "type": match parameter.kind { IndexKind::Token => "token", IndexKind::Reference => "reference" },
+                    "type": parameter.kind.name(),
                     "documentation": definition.map(|d| d.description.lines().next().unwrap_or_default().to_string()).unwrap_or_default(),
                 }));
             }

@@ -48,6 +48,8 @@ pub struct ElementDefinition {
     pub content_reference: Option<String>,
     pub constraints: Vec<Constraint>,
     pub short: String,
+    /// Part of the `_summary=true` view.
+    pub is_summary: bool,
 }
 
 impl ElementDefinition {
@@ -176,6 +178,7 @@ fn parse_element(element: &Value) -> Option<ElementDefinition> {
         content_reference: element["contentReference"].as_str().map(str::to_string),
         constraints,
         short: element["short"].as_str().unwrap_or_default().to_string(),
+        is_summary: element["isSummary"].as_bool().unwrap_or(false),
         path,
     })
 }

@@ -69,14 +69,15 @@ impl Expression {
         Some(Expression { paths })
     }
 
+    /// Does any path of the expression apply to resources of this type?
+    pub fn applies_to(&self, resource_type: &str) -> bool {
+        self.paths.iter().any(|p| p.applies_to(resource_type))
+    }
+
     /// Every node the expression selects in `resource` (of type `resource_type`).
     pub fn select<'a>(&self, resource_type: &str, resource: &'a Value) -> Vec<Node<'a>> {
         let mut nodes = Vec::new();
-        for path in self
-            .paths
-            .iter()
-            .filter(|p| p.resource_type == resource_type)
-        {
+        for path in self.paths.iter().filter(|p| p.applies_to(resource_type)) {
             nodes.extend(path.select(resource));
         }
         nodes
@@ -143,6 +144,11 @@ fn function_argument<'a>(segment: &'a str, name: &str) -> Option<&'a str> {
 }
 
 impl Path {
+    /// Paths rooted at `Resource` or `DomainResource` apply to every type.
+    fn applies_to(&self, resource_type: &str) -> bool {
+        [resource_type, "Resource", "DomainResource"].contains(&self.resource_type.as_str())
+    }
+
     fn select<'a>(&self, resource: &'a Value) -> Vec<Node<'a>> {
         let mut nodes = vec![Node {
             value: resource,

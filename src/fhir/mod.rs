@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod capability;
+pub mod dates;
 pub mod definitions;
 pub mod fhirpath;
 pub mod invariants;
@@ -10,6 +11,9 @@ pub mod outcome;
 pub mod resource;
 pub mod search;
 pub mod search_index;
+pub mod summary;
+pub mod text;
+pub mod ucum;
 pub mod validation;
 
 use std::fmt;

@@ -153,6 +153,7 @@ pub async fn create(
         &id,
         WriteMethod::Create,
         None,
+        &state.index,
         |_| Ok(NextContent::Write(resource)),
     )
     .await?
@@ -282,6 +283,7 @@ pub async fn update(
         &id,
         WriteMethod::Update,
         expected_version,
+        &state.index,
         |current| {
             if let Some(content) = current.and_then(|c| c.content.as_ref()) {
                 ensure_in_compartment(&access, &resource_type, content)?;
@@ -339,6 +341,7 @@ pub async fn patch(
         &id,
         WriteMethod::Patch,
         expected_version,
+        &state.index,
         |current| {
             let mut patched = live_content(current, &resource_type, &id)?.clone();
             ensure_in_compartment(&access, &resource_type, &patched)?;
@@ -396,6 +399,7 @@ pub async fn delete(
         &id,
         WriteMethod::Delete,
         expected_version,
+        &state.index,
         |current| match current.and_then(|c| c.content.as_ref()) {
             Some(content) => {
                 ensure_in_compartment(&access, &resource_type, content)?;

@@ -7,7 +7,8 @@ use crate::auth::jwt::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle::{Link, history};
-use crate::fhir::search::{CURSOR_PARAMETER, date_range};
+use crate::fhir::dates::date_range_in;
+use crate::fhir::search::CURSOR_PARAMETER;
 use crate::fhir::{FHIR_JSON, ResourceType};
 use crate::store::history::{HistoryQuery, HistoryScope};
 
@@ -124,7 +125,7 @@ async fn respond(
     for (name, value) in &parameters {
         match name.as_str() {
             "_since" => {
-                let (start, _) = date_range(value).ok_or_else(|| {
+                let (start, _) = date_range_in(value, state.index.zone).ok_or_else(|| {
                     ApiError::bad_parameter(
                         "_since",
                         format!("'{value}' is not a valid instant for _since"),

@@ -10,6 +10,7 @@ use actix_web::web;
 
 use crate::error::ApiError;
 use crate::fhir::search::PageLimits;
+use crate::fhir::search_index::IndexContext;
 use crate::store::Pool;
 
 /// What every handler can reach.
@@ -19,6 +20,9 @@ pub struct AppState {
     pub base_url: String,
     pub page_limits: PageLimits,
     pub max_body_bytes: usize,
+    /// How index values are extracted (base URL, clinic zone).
+    pub index: IndexContext,
+    pub max_includes: usize,
 }
 
 /// Every endpoint of the service. The FHIR interactions served here are the ones the

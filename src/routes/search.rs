@@ -1,6 +1,12 @@
-//! Type-level search, by GET with a query string or POST with a form body.
+//! Type-level search, by GET with a query string or POST with a form body: parse, run,
+//! add includes, shape entries (`_summary`, `_elements`) and link the pages.
+
+use std::collections::HashSet;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
 
 use super::AppState;
 use super::http::{preferences, read_body, require_content_type};
@@ -8,11 +14,14 @@ use crate::auth::jwt::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle::{Link, searchset};
-use crate::fhir::outcome::Issue;
-use crate::fhir::search::{self, CURSOR_PARAMETER, TotalMode};
-use crate::fhir::search::{Filter, ReferenceMatch};
-use crate::fhir::{FHIR_JSON, ResourceType};
-use crate::store::search::SearchQuery;
+use crate::fhir::outcome::{Issue, operation_outcome};
+use crate::fhir::search::{
+    self, CURSOR_PARAMETER, Filter, Include, ParsedSearch, ReferenceMatch, SearchContext, Summary,
+    TotalMode, ValueMatch,
+};
+use crate::fhir::search_index::IndexKind;
+use crate::fhir::{FHIR_JSON, ResourceType, summary};
+use crate::store::search::{Cursor, SearchQuery, Total};
 
 #[utoipa::path(
     get, path = "/fhir/{type}", tag = "FHIR search",
@@ -68,9 +77,42 @@ pub async fn search_post(
     run(&request, &path, parameters, &state, &principal).await
 }
 
-fn parse_form(text: &str) -> ApiResult<Vec<(String, String)>> {
+pub fn parse_form(text: &str) -> ApiResult<Vec<(String, String)>> {
     serde_urlencoded::from_str(text)
         .map_err(|e| ApiError::bad_request(format!("The query could not be parsed: {e}")))
+}
+
+fn encode_cursor(cursor: &Cursor) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).expect("cursor serialises"))
+}
+
+fn decode_cursor(text: &str) -> ApiResult<Cursor> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::bad_parameter(
+                CURSOR_PARAMETER,
+                "The paging cursor is not valid; start again from the first page",
+            )
+        })
+}
+
+/// Parses a search for `resource_type` the way every search endpoint does.
+pub fn parse_search(
+    resource_type: &ResourceType,
+    parameters: &[(String, String)],
+    state: &AppState,
+    strict: bool,
+) -> ApiResult<ParsedSearch> {
+    let context = SearchContext {
+        limits: state.page_limits,
+        strict,
+        base_url: state.base_url.clone(),
+        zone: state.index.zone,
+    };
+    search::parse(resource_type.as_str(), parameters, &context)
 }
 
 async fn run(
@@ -82,70 +124,214 @@ async fn run(
 ) -> ApiResult<HttpResponse> {
     let resource_type = ResourceType::parse(resource_type)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Search)?;
-    let strict = preferences(request.headers()).strict;
-    let parsed = search::parse(
-        resource_type.as_str(),
+    let parsed = parse_search(
+        &resource_type,
         &parameters,
-        state.page_limits,
-        strict,
-        &state.base_url,
+        state,
+        preferences(request.headers()).strict,
     )?;
     let mut filters = parsed.filters.clone();
-    if let Access::Patient(patient) = access {
-        filters.push(compartment_filter(&resource_type, patient));
+    if let Access::Patient(patient) = &access {
+        filters.push(compartment_filter(&resource_type, patient.clone()));
     }
+    let cursor = parsed.cursor.as_deref().map(decode_cursor).transpose()?;
+    let total = match (parsed.total, parsed.summary, &cursor) {
+        (_, Summary::Count, _) => Total::Accurate,
+        (Some(TotalMode::None), _, _) => Total::None,
+        (Some(TotalMode::Estimate), _, _) => Total::Estimate,
+        (Some(TotalMode::Accurate), _, _) => Total::Accurate,
+        // By default the first page counts; later pages don't pay for it again.
+        (None, _, None) => Total::Accurate,
+        (None, _, Some(_)) => Total::None,
+    };
+    let count = if parsed.summary == Summary::Count {
+        0
+    } else {
+        parsed.count
+    };
     let query = SearchQuery {
         resource_type: resource_type.to_string(),
         filters,
-        count: parsed.count,
-        after_seq: parsed.after_seq,
-        with_total: parsed.total == TotalMode::Accurate,
+        sort: parsed.sort.clone(),
+        count,
+        cursor: cursor.clone(),
+        total,
     };
     let page = crate::store::search::search(&state.pool, &query).await?;
-    let page_url = |cursor: Option<i64>| {
-        let mut pairs = parsed.applied.clone();
-        if let Some(cursor) = cursor {
-            pairs.push((CURSOR_PARAMETER.to_string(), cursor.to_string()));
-        }
-        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        format!("{}/{resource_type}?{query}", state.base_url)
-    };
-    let mut links = vec![Link {
-        relation: "self",
-        url: page_url(parsed.after_seq),
-    }];
-    if let Some(cursor) = page.next_cursor {
-        links.push(Link {
-            relation: "next",
-            url: page_url(Some(cursor)),
-        });
-    }
-    let mut bundle = searchset(&state.base_url, page.resources, page.total, &links);
+
+    let mut issues = Vec::new();
     if !parsed.ignored.is_empty() {
-        let outcome = crate::fhir::outcome::operation_outcome(&[Issue::warning(
+        issues.push(Issue::warning(
             "not-supported",
             format!(
                 "Ignored unsupported search parameters: {}",
                 parsed.ignored.join(", ")
             ),
-        )]);
-        if let Some(entries) = bundle["entry"].as_array_mut() {
-            entries.push(serde_json::json!({"resource": outcome, "search": {"mode": "outcome"}}));
+        ));
+    }
+    let included = if access == Access::Full {
+        includes(state, &page.rows, &parsed, &mut issues).await?
+    } else {
+        if !parsed.includes.is_empty() || !parsed.revincludes.is_empty() {
+            issues.push(Issue::warning(
+                "forbidden",
+                "_include and _revinclude are not applied for patient-scoped tokens",
+            ));
         }
+        Vec::new()
+    };
+
+    let page_url = |cursor: Option<&Cursor>| {
+        let mut pairs = parsed.applied.clone();
+        if let Some(cursor) = cursor {
+            pairs.push((CURSOR_PARAMETER.to_string(), encode_cursor(cursor)));
+        }
+        format!(
+            "{}/{resource_type}?{}",
+            state.base_url,
+            serde_urlencoded::to_string(&pairs).unwrap_or_default()
+        )
+    };
+    let mut links = vec![Link {
+        relation: "self",
+        url: page_url(cursor.as_ref()),
+    }];
+    if let Some(next) = &page.next {
+        links.push(Link {
+            relation: "next",
+            url: page_url(Some(next)),
+        });
+    }
+    if let Some(previous) = &page.previous {
+        links.push(Link {
+            relation: "previous",
+            url: page_url(Some(previous)),
+        });
+    }
+    let shape = |resource: Value| summary::apply(resource, parsed.summary, &parsed.elements);
+    let matches = page
+        .rows
+        .into_iter()
+        .map(|(_, content)| shape(content))
+        .collect();
+    let mut bundle = searchset(&state.base_url, matches, page.total, &links);
+    let entries = bundle["entry"]
+        .as_array_mut()
+        .expect("searchset has entries");
+    for (_, resource) in included {
+        let full_url = format!(
+            "{}/{}/{}",
+            state.base_url,
+            resource["resourceType"].as_str().unwrap_or_default(),
+            resource["id"].as_str().unwrap_or_default()
+        );
+        entries.push(json!({"fullUrl": full_url, "resource": shape(resource), "search": {"mode": "include"}}));
+    }
+    if !issues.is_empty() {
+        entries
+            .push(json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}));
     }
     Ok(HttpResponse::Ok().content_type(FHIR_JSON).json(bundle))
+}
+
+/// Resources `_include` and `_revinclude` add to a page (`:iterate` follows them on from
+/// what they added). Past `max_includes` the rest are left out, and an issue says how many.
+async fn includes(
+    state: &AppState,
+    matches: &[(i64, Value)],
+    parsed: &ParsedSearch,
+    issues: &mut Vec<Issue>,
+) -> ApiResult<Vec<(i64, Value)>> {
+    const MAX_ITERATIONS: usize = 4;
+    let mut seen: HashSet<i64> = matches.iter().map(|(seq, _)| *seq).collect();
+    let mut included: Vec<(i64, Value)> = Vec::new();
+    let mut frontier: Vec<(i64, Value)> = matches.to_vec();
+    let mut left_out = 0usize;
+    for iteration in 0..MAX_ITERATIONS {
+        let applicable = |include: &&Include| iteration == 0 || include.iterate;
+        let mut found: Vec<(i64, Value)> = Vec::new();
+        for include in parsed.includes.iter().filter(applicable) {
+            let sources: Vec<i64> = frontier
+                .iter()
+                .filter(|(_, r)| r["resourceType"] == include.source_type.as_str())
+                .map(|(seq, _)| *seq)
+                .collect();
+            if sources.is_empty() {
+                continue;
+            }
+            let targets = crate::store::search::referenced(
+                &state.pool,
+                &sources,
+                &include.source_type,
+                &include.param,
+                include.target_type.as_deref(),
+            )
+            .await?;
+            found.extend(crate::store::search::by_ids(&state.pool, &targets).await?);
+        }
+        for include in parsed.revincludes.iter().filter(applicable) {
+            let targets: Vec<(String, String)> = frontier
+                .iter()
+                .filter_map(|(_, r)| {
+                    Some((
+                        r["resourceType"].as_str()?.to_string(),
+                        r["id"].as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            let limit = (state.max_includes + 1) as i64;
+            found.extend(
+                crate::store::search::referring(
+                    &state.pool,
+                    &targets,
+                    &include.source_type,
+                    &include.param,
+                    limit,
+                )
+                .await?,
+            );
+        }
+        let mut added = Vec::new();
+        for (seq, resource) in found {
+            if !seen.insert(seq) {
+                continue;
+            }
+            if included.len() + added.len() >= state.max_includes {
+                left_out += 1;
+                continue;
+            }
+            added.push((seq, resource));
+        }
+        if added.is_empty() {
+            break;
+        }
+        included.extend(added.iter().cloned());
+        frontier = added;
+    }
+    if left_out > 0 {
+        issues.push(Issue::warning(
+            "too-costly",
+            format!(
+                "{left_out} or more included resources were left out: this page includes at most {} (MAX_INCLUDES); ask for smaller pages",
+                state.max_includes
+            ),
+        ));
+    }
+    Ok(included)
 }
 
 /// The filter that keeps a patient-scoped search inside that patient's compartment.
 fn compartment_filter(resource_type: &ResourceType, patient: String) -> Filter {
     match resource_type.as_str() {
         "Patient" => Filter::Ids(vec![patient]),
-        _ => Filter::Reference {
+        _ => Filter::Values {
             param: "patient".into(),
-            values: vec![ReferenceMatch {
+            kind: IndexKind::Reference,
+            values: vec![ValueMatch::Reference(ReferenceMatch::Local {
                 target_type: Some("Patient".into()),
                 id: patient,
-            }],
+            })],
+            negate: false,
         },
     }
 }

@@ -6,11 +6,12 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
-use super::schema::{resource_versions, resources, search_references, search_tokens};
+use super::index;
+use super::schema::{resource_versions, resources};
 use super::{Pool, connection};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::resource::stamp_meta;
-use crate::fhir::search_index::{self, IndexEntries};
+use crate::fhir::search_index::{self, IndexContext, IndexEntries};
 use crate::fhir::{ResourceId, ResourceType};
 
 /// One version of a resource as stored; `content` is `None` for a deletion.
@@ -30,6 +31,7 @@ pub struct Version {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = resources)]
 pub struct Current {
+    pub created_seq: i64,
     pub version_id: i32,
     pub last_updated: DateTime<Utc>,
     pub deleted: bool,
@@ -146,6 +148,7 @@ pub async fn write_version<F>(
     id: &ResourceId,
     method: WriteMethod,
     if_match: Option<i32>,
+    context: &IndexContext,
     decide: F,
 ) -> ApiResult<Option<Written>>
 where
@@ -185,7 +188,7 @@ where
                 method: method.http_method().to_string(),
                 content,
             };
-            store_version(conn, &version, current.is_some()).await?;
+            store_version(conn, &version, current.as_ref(), context).await?;
             Ok(Some(Written { version, created }))
         },
     )
@@ -230,7 +233,8 @@ fn check_if_match(if_match: Option<i32>, current: Option<&Current>) -> ApiResult
 async fn store_version(
     conn: &mut AsyncPgConnection,
     version: &Version,
-    existed: bool,
+    current: Option<&Current>,
+    context: &IndexContext,
 ) -> ApiResult<()> {
     diesel::insert_into(resource_versions::table)
         .values((
@@ -245,96 +249,44 @@ async fn store_version(
         .execute(conn)
         .await?;
     let key = (version.resource_type.as_str(), version.id.as_str());
-    if existed {
-        diesel::update(resources::table.find(key))
-            .set((
-                resources::version_id.eq(version.version_id),
-                resources::last_updated.eq(version.last_updated),
-                resources::deleted.eq(version.deleted),
-                resources::content.eq(&version.content),
-            ))
-            .execute(conn)
-            .await?;
-    } else {
-        diesel::insert_into(resources::table)
-            .values((
-                resources::resource_type.eq(&version.resource_type),
-                resources::id.eq(&version.id),
-                resources::version_id.eq(version.version_id),
-                resources::last_updated.eq(version.last_updated),
-                resources::deleted.eq(version.deleted),
-                resources::content.eq(&version.content),
-            ))
-            .execute(conn)
-            .await?;
-    }
+    let seq: i64 = match current {
+        Some(current) => {
+            diesel::update(resources::table.find(key))
+                .set((
+                    resources::version_id.eq(version.version_id),
+                    resources::last_updated.eq(version.last_updated),
+                    resources::deleted.eq(version.deleted),
+                    resources::content.eq(&version.content),
+                ))
+                .execute(conn)
+                .await?;
+            current.created_seq
+        }
+        None => {
+            diesel::insert_into(resources::table)
+                .values((
+                    resources::resource_type.eq(&version.resource_type),
+                    resources::id.eq(&version.id),
+                    resources::version_id.eq(version.version_id),
+                    resources::last_updated.eq(version.last_updated),
+                    resources::deleted.eq(version.deleted),
+                    resources::content.eq(&version.content),
+                ))
+                .returning(resources::created_seq)
+                .get_result(conn)
+                .await?
+        }
+    };
     let entries = match &version.content {
-        Some(content) => search_index::extract(&version.resource_type, content),
+        Some(content) => search_index::extract(&version.resource_type, content, context),
         None => IndexEntries::default(),
     };
-    replace_index(conn, &version.resource_type, &version.id, existed, &entries).await
-}
-
-async fn replace_index(
-    conn: &mut AsyncPgConnection,
-    resource_type: &str,
-    id: &str,
-    existed: bool,
-    entries: &IndexEntries,
-) -> ApiResult<()> {
-    if existed {
-        diesel::delete(
-            search_tokens::table
-                .filter(search_tokens::resource_type.eq(resource_type))
-                .filter(search_tokens::id.eq(id)),
-        )
-        .execute(conn)
-        .await?;
-        diesel::delete(
-            search_references::table
-                .filter(search_references::resource_type.eq(resource_type))
-                .filter(search_references::id.eq(id)),
-        )
-        .execute(conn)
-        .await?;
-    }
-    if !entries.tokens.is_empty() {
-        let rows: Vec<_> = entries
-            .tokens
-            .iter()
-            .map(|token| {
-                (
-                    search_tokens::resource_type.eq(resource_type),
-                    search_tokens::id.eq(id),
-                    search_tokens::param.eq(&token.param),
-                    search_tokens::system.eq(&token.system),
-                    search_tokens::code.eq(&token.code),
-                )
-            })
-            .collect();
-        diesel::insert_into(search_tokens::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
-    if !entries.references.is_empty() {
-        let rows: Vec<_> = entries
-            .references
-            .iter()
-            .map(|reference| {
-                (
-                    search_references::resource_type.eq(resource_type),
-                    search_references::id.eq(id),
-                    search_references::param.eq(&reference.param),
-                    search_references::target_type.eq(&reference.target_type),
-                    search_references::target_id.eq(&reference.target_id),
-                )
-            })
-            .collect();
-        diesel::insert_into(search_references::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
+    index::replace(
+        conn,
+        seq,
+        &version.resource_type,
+        current.is_some(),
+        &entries,
+    )
+    .await
 }

@@ -27,28 +27,83 @@ diesel::table! {
 }
 
 diesel::table! {
-    search_tokens (resource_type, id, param, code) {
-        resource_type -> Text,
-        id -> Text,
-        param -> Text,
-        system -> Nullable<Text>,
-        code -> Text,
+    search_index_state (singleton) {
+        singleton -> Bool,
+        fingerprint -> Text,
     }
 }
 
 diesel::table! {
-    search_references (resource_type, id, param, target_id) {
+    search_token (resource_seq, param) {
+        resource_seq -> BigInt,
         resource_type -> Text,
-        id -> Text,
+        param -> Text,
+        system -> Nullable<Text>,
+        code -> Nullable<Text>,
+        text -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_string (resource_seq, param) {
+        resource_seq -> BigInt,
+        resource_type -> Text,
+        param -> Text,
+        normalized -> Text,
+        exact -> Text,
+    }
+}
+
+diesel::table! {
+    search_date (resource_seq, param) {
+        resource_seq -> BigInt,
+        resource_type -> Text,
+        param -> Text,
+        start -> Timestamptz,
+        finish -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    search_quantity (resource_seq, param) {
+        resource_seq -> BigInt,
+        resource_type -> Text,
+        param -> Text,
+        value -> Double,
+        system -> Nullable<Text>,
+        code -> Nullable<Text>,
+        canonical_value -> Nullable<Double>,
+        canonical_code -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_reference (resource_seq, param) {
+        resource_seq -> BigInt,
+        resource_type -> Text,
         param -> Text,
         target_type -> Nullable<Text>,
-        target_id -> Text,
+        target_id -> Nullable<Text>,
+        url -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_uri (resource_seq, param) {
+        resource_seq -> BigInt,
+        resource_type -> Text,
+        param -> Text,
+        uri -> Text,
     }
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
     resources,
     resource_versions,
-    search_tokens,
-    search_references
+    search_token,
+    search_string,
+    search_date,
+    search_quantity,
+    search_reference,
+    search_uri,
 );

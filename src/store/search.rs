@@ -1,47 +1,81 @@
-//! Search execution over the current, live resources and the search index tables.
+//! Search execution: filters, sort and keyset paging turned into one SQL query over the
+//! current live resources and the index tables. Every client value is a bound parameter.
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::pg::Pg;
-use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Pool, connection};
 use crate::error::ApiResult;
-use crate::fhir::search::{DateComparison, DateMatch, Filter, ReferenceMatch, TokenMatch};
+use crate::fhir::search::{
+    DateMatch, Filter, NumberMatch, Prefix, ReferenceMatch, Sort, SortKey, StringMode, TokenMatch,
+    ValueMatch, approximate_window,
+};
+use crate::fhir::search_index::IndexKind;
+
+/// A sort value as it is carried in a paging cursor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SortValue {
+    Null,
+    Text(String),
+    Instant(DateTime<Utc>),
+    Number(f64),
+}
+
+/// Where a page starts: after (or, going back, before) the row with these sort values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub values: Vec<SortValue>,
+    pub seq: i64,
+    pub backwards: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    None,
+    Estimate,
+    Accurate,
+}
 
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
     pub resource_type: String,
     pub filters: Vec<Filter>,
+    pub sort: Vec<Sort>,
     pub count: i64,
-    /// Keyset cursor: only resources created after this sequence number.
-    pub after_seq: Option<i64>,
-    pub with_total: bool,
+    pub cursor: Option<Cursor>,
+    pub total: Total,
 }
 
 #[derive(Debug)]
 pub struct SearchPage {
-    pub resources: Vec<Value>,
-    pub next_cursor: Option<i64>,
+    /// `(created_seq, content)` of the matches, in order.
+    pub rows: Vec<(i64, Value)>,
+    pub next: Option<Cursor>,
+    pub previous: Option<Cursor>,
     pub total: Option<i64>,
 }
 
-/// A bind value of a search query.
 #[derive(Debug, Clone)]
 enum Bind {
     Text(String),
+    Texts(Vec<String>),
     Instant(DateTime<Utc>),
     BigInt(i64),
+    Number(f64),
+    Bool(bool),
 }
 
-/// SQL text with numbered placeholders and their values: every client value is bound,
-/// never spliced into the text.
+/// SQL text with numbered placeholders and their values.
 #[derive(Debug, Default)]
 struct Sql {
     text: String,
     binds: Vec<Bind>,
+    aliases: usize,
 }
 
 impl Sql {
@@ -61,7 +95,12 @@ impl Sql {
         self.bind(Bind::Text(value.to_string()))
     }
 
-    /// `( a OR b OR ... )` over `items`, each written by `write`.
+    fn alias(&mut self, stem: &str) -> String {
+        self.aliases += 1;
+        format!("{stem}{}", self.aliases)
+    }
+
+    /// `(a OR b OR ...)` over `items`, each written by `write`.
     fn any_of<T>(&mut self, items: &[T], mut write: impl FnMut(&mut Self, &T)) -> &mut Self {
         self.push("(");
         for (index, item) in items.iter().enumerate() {
@@ -80,92 +119,299 @@ impl Sql {
         for bind in self.binds {
             query = match bind {
                 Bind::Text(value) => query.bind::<Text, _>(value),
+                Bind::Texts(values) => query.bind::<Array<Text>, _>(values),
                 Bind::Instant(value) => query.bind::<Timestamptz, _>(value),
                 Bind::BigInt(value) => query.bind::<BigInt, _>(value),
+                Bind::Number(value) => query.bind::<Double, _>(value),
+                Bind::Bool(value) => query.bind::<Bool, _>(value),
             };
         }
         query
     }
 }
 
-fn token_condition(sql: &mut Sql, value: &TokenMatch) {
+fn table(kind: IndexKind) -> &'static str {
+    match kind {
+        IndexKind::Token => "search_token",
+        IndexKind::String => "search_string",
+        IndexKind::Date => "search_date",
+        IndexKind::Quantity | IndexKind::Number => "search_quantity",
+        IndexKind::Reference => "search_reference",
+        IndexKind::Uri => "search_uri",
+    }
+}
+
+/// `LIKE` pattern text with its wildcards escaped.
+fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// The first string after every string starting with `prefix` (byte order).
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn token_condition(sql: &mut Sql, x: &str, value: &TokenMatch) {
     match value {
-        TokenMatch::Code(code) => sql.push("t.code = ").text(code),
+        TokenMatch::Code(code) => sql.push(&format!("{x}.code = ")).text(code),
         TokenMatch::SystemAndCode(system, code) => sql
-            .push("t.code = ")
+            .push(&format!("({x}.code = "))
             .text(code)
-            .push(" AND t.system = ")
-            .text(system),
+            .push(&format!(" AND {x}.system = "))
+            .text(system)
+            .push(")"),
         TokenMatch::CodeWithoutSystem(code) => sql
-            .push("t.code = ")
+            .push(&format!("({x}.code = "))
             .text(code)
-            .push(" AND t.system IS NULL"),
-        TokenMatch::System(system) => sql.push("t.system = ").text(system),
+            .push(&format!(" AND {x}.system IS NULL)")),
+        TokenMatch::System(system) => sql.push(&format!("{x}.system = ")).text(system),
     };
 }
 
-fn reference_condition(sql: &mut Sql, value: &ReferenceMatch) {
-    sql.push("(x.target_id = ").text(&value.id);
-    if let Some(target_type) = &value.target_type {
-        sql.push(" AND x.target_type = ").text(target_type);
-    }
+fn starts_with(sql: &mut Sql, column: &str, prefix: &str) {
+    sql.push(&format!("({column} ~>=~ ")).text(prefix);
+    match prefix_upper_bound(prefix) {
+        Some(upper) => sql
+            .push(&format!(" AND {column} ~<~ "))
+            .text(&upper)
+            .push(")"),
+        None => sql.push(")"),
+    };
+}
+
+/// The R4 date comparisons of a stored range `[start, finish)` with a searched `[a, b)`.
+fn date_condition(sql: &mut Sql, start: &str, finish: &str, value: &DateMatch) {
+    let a = || Bind::Instant(value.start);
+    let b = || Bind::Instant(value.end);
+    match value.prefix {
+        Prefix::Eq => sql
+            .push(&format!("({start} >= "))
+            .bind(a())
+            .push(&format!(" AND {finish} <= "))
+            .bind(b())
+            .push(")"),
+        Prefix::Ne => sql
+            .push(&format!("NOT ({start} >= "))
+            .bind(a())
+            .push(&format!(" AND {finish} <= "))
+            .bind(b())
+            .push(")"),
+        Prefix::Gt => sql.push(&format!("{finish} > ")).bind(b()),
+        Prefix::Lt => sql.push(&format!("{start} < ")).bind(a()),
+        Prefix::Ge => sql
+            .push(&format!("({finish} > "))
+            .bind(b())
+            .push(&format!(" OR ({start} >= "))
+            .bind(a())
+            .push(&format!(" AND {finish} <= "))
+            .bind(b())
+            .push("))"),
+        Prefix::Le => sql
+            .push(&format!("({start} < "))
+            .bind(a())
+            .push(&format!(" OR ({start} >= "))
+            .bind(a())
+            .push(&format!(" AND {finish} <= "))
+            .bind(b())
+            .push("))"),
+        Prefix::StartsAfter => sql.push(&format!("{start} >= ")).bind(b()),
+        Prefix::EndsBefore => sql.push(&format!("{finish} <= ")).bind(a()),
+        Prefix::Approximately => {
+            let (low, high) = approximate_window(value.start, value.end);
+            sql.push(&format!("({start} < "))
+                .bind(Bind::Instant(high))
+                .push(&format!(" AND {finish} > "))
+                .bind(Bind::Instant(low))
+                .push(")")
+        }
+    };
+}
+
+/// Number and quantity comparisons, in canonical units when the searched unit has them.
+fn number_condition(sql: &mut Sql, x: &str, value: &NumberMatch) {
+    let (column, target, low, high) = match &value.canonical {
+        Some((canonical, low, high, unit)) => {
+            sql.push(&format!("({x}.canonical_code = "))
+                .text(unit)
+                .push(" AND ");
+            (format!("{x}.canonical_value"), *canonical, *low, *high)
+        }
+        None => {
+            sql.push("(");
+            if let Some(system) = &value.system {
+                sql.push(&format!("{x}.system = "))
+                    .text(system)
+                    .push(" AND ");
+            }
+            if let Some(code) = &value.code {
+                sql.push(&format!("{x}.code = ")).text(code).push(" AND ");
+            }
+            (format!("{x}.value"), value.value, value.low, value.high)
+        }
+    };
+    let n = Bind::Number;
+    match value.prefix {
+        Prefix::Eq => sql
+            .push(&format!("{column} >= "))
+            .bind(n(low))
+            .push(&format!(" AND {column} < "))
+            .bind(n(high)),
+        Prefix::Ne => sql
+            .push(&format!("NOT ({column} >= "))
+            .bind(n(low))
+            .push(&format!(" AND {column} < "))
+            .bind(n(high))
+            .push(")"),
+        Prefix::Gt | Prefix::StartsAfter => sql.push(&format!("{column} > ")).bind(n(target)),
+        Prefix::Lt | Prefix::EndsBefore => sql.push(&format!("{column} < ")).bind(n(target)),
+        Prefix::Ge => sql.push(&format!("{column} >= ")).bind(n(target)),
+        Prefix::Le => sql.push(&format!("{column} <= ")).bind(n(target)),
+        Prefix::Approximately => {
+            let (a, b) = (target * 0.9, target * 1.1);
+            sql.push(&format!("{column} >= "))
+                .bind(n(a.min(b)))
+                .push(&format!(" AND {column} <= "))
+                .bind(n(a.max(b)))
+        }
+    };
     sql.push(")");
 }
 
-fn date_condition(sql: &mut Sql, value: &DateMatch) {
-    let start = Bind::Instant(value.start);
-    let end = Bind::Instant(value.end);
-    match value.comparison {
-        DateComparison::Eq => sql
-            .push("(r.last_updated >= ")
-            .bind(start)
-            .push(" AND r.last_updated < ")
-            .bind(end)
-            .push(")"),
-        DateComparison::Ne => sql
-            .push("(r.last_updated < ")
-            .bind(start)
-            .push(" OR r.last_updated >= ")
-            .bind(end)
-            .push(")"),
-        DateComparison::Lt | DateComparison::EndsBefore => {
-            sql.push("r.last_updated < ").bind(start)
+fn value_condition(sql: &mut Sql, x: &str, value: &ValueMatch) {
+    match value {
+        ValueMatch::Token(token) => token_condition(sql, x, token),
+        ValueMatch::TokenText(text) => starts_with(sql, &format!("{x}.text"), text),
+        ValueMatch::String(StringMode::StartsWith, text) => {
+            starts_with(sql, &format!("{x}.normalized"), text)
         }
-        DateComparison::Le => sql.push("r.last_updated < ").bind(end),
-        DateComparison::Gt | DateComparison::StartsAfter => {
-            sql.push("r.last_updated >= ").bind(end)
+        ValueMatch::String(StringMode::Exact, text) => {
+            sql.push(&format!("{x}.exact = ")).text(text);
         }
-        DateComparison::Ge => sql.push("r.last_updated >= ").bind(start),
-    };
+        ValueMatch::String(StringMode::Contains, text) => {
+            sql.push(&format!("{x}.normalized LIKE "))
+                .text(&format!("%{}%", like_escaped(text)));
+        }
+        ValueMatch::Date(date) => {
+            date_condition(sql, &format!("{x}.start"), &format!("{x}.finish"), date)
+        }
+        ValueMatch::Number(number) => number_condition(sql, x, number),
+        ValueMatch::Reference(ReferenceMatch::Local { target_type, id }) => {
+            sql.push(&format!("({x}.target_id = ")).text(id);
+            if let Some(target_type) = target_type {
+                sql.push(&format!(" AND {x}.target_type = "))
+                    .text(target_type);
+            }
+            sql.push(")");
+        }
+        ValueMatch::Reference(ReferenceMatch::Url(url)) => {
+            sql.push(&format!("{x}.url = ")).text(url);
+        }
+        ValueMatch::Uri(uri) => {
+            sql.push(&format!("{x}.uri = ")).text(uri);
+        }
+    }
 }
 
-fn filter_condition(sql: &mut Sql, resource_type: &str, filter: &Filter) {
+/// `EXISTS (SELECT 1 FROM <index> x WHERE x belongs to <alias> and is <param>` — the caller
+/// adds its conditions and the closing parenthesis.
+fn open_index_rows(
+    sql: &mut Sql,
+    alias: &str,
+    resource_type: &str,
+    kind: IndexKind,
+    param: &str,
+    negate: bool,
+) -> String {
+    let x = sql.alias("x");
+    let not = if negate { "NOT " } else { "" };
+    sql.push(&format!("{not}EXISTS (SELECT 1 FROM {} {x} WHERE {x}.resource_seq = {alias}.created_seq AND {x}.resource_type = ", table(kind)))
+        .text(resource_type)
+        .push(&format!(" AND {x}.param = "))
+        .text(param);
+    x
+}
+
+/// The SQL condition for `filter` on the resource row `alias` of type `resource_type`.
+fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Filter) {
     match filter {
         Filter::Ids(ids) => {
-            sql.any_of(ids, |sql, id| {
-                sql.push("r.id = ").text(id);
-            });
+            sql.push(&format!("{alias}.id = ANY("))
+                .bind(Bind::Texts(ids.clone()))
+                .push(")");
         }
         Filter::LastUpdated(values) => {
-            sql.any_of(values, date_condition);
+            let start = format!("{alias}.last_updated");
+            let finish = format!("({alias}.last_updated + interval '1 millisecond')");
+            sql.any_of(values, |sql, value| {
+                date_condition(sql, &start, &finish, value)
+            });
         }
-        Filter::Token { param, values } => {
-            sql.push("EXISTS (SELECT 1 FROM search_tokens t WHERE t.resource_type = ")
-                .text(resource_type)
-                .push(" AND t.id = r.id AND t.param = ")
-                .text(param)
-                .push(" AND ")
-                .any_of(values, token_condition)
+        Filter::Values {
+            param,
+            kind,
+            values,
+            negate,
+        } => {
+            let x = open_index_rows(sql, alias, resource_type, *kind, param, *negate);
+            sql.push(" AND ")
+                .any_of(values, |sql, value| value_condition(sql, &x, value))
                 .push(")");
         }
-        Filter::Reference { param, values } => {
-            sql.push("EXISTS (SELECT 1 FROM search_references x WHERE x.resource_type = ")
-                .text(resource_type)
-                .push(" AND x.id = r.id AND x.param = ")
-                .text(param)
-                .push(" AND ")
-                .any_of(values, reference_condition)
-                .push(")");
+        Filter::Missing {
+            param,
+            kind,
+            missing,
+        } => {
+            open_index_rows(sql, alias, resource_type, *kind, param, *missing);
+            sql.push(")");
+        }
+        Filter::Chain {
+            param,
+            target_type,
+            inner,
+        } => {
+            let x = open_index_rows(
+                sql,
+                alias,
+                resource_type,
+                IndexKind::Reference,
+                param,
+                false,
+            );
+            let target = sql.alias("t");
+            sql.push(&format!(" AND {x}.target_type = "))
+                .text(target_type)
+                .push(&format!(
+                    " AND EXISTS (SELECT 1 FROM resources {target} WHERE {target}.resource_type = {x}.target_type AND {target}.id = {x}.target_id AND NOT {target}.deleted AND "
+                ));
+            filter_condition(sql, &target, target_type, inner);
+            sql.push("))");
+        }
+        Filter::Has {
+            source_type,
+            param,
+            inner,
+        } => {
+            let x = sql.alias("x");
+            let source = sql.alias("s");
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM search_reference {x} JOIN resources {source} ON {source}.created_seq = {x}.resource_seq WHERE {x}.resource_type = "
+            ))
+            .text(source_type)
+            .push(&format!(" AND {x}.param = "))
+            .text(param)
+            .push(&format!(" AND {x}.target_type = {alias}.resource_type AND {x}.target_id = {alias}.id AND NOT {source}.deleted AND "));
+            filter_condition(sql, &source, source_type, inner);
+            sql.push(")");
         }
     }
 }
@@ -177,16 +423,112 @@ fn from_where(sql: &mut Sql, query: &SearchQuery) {
         .push(" AND NOT r.deleted");
     for filter in &query.filters {
         sql.push(" AND ");
-        filter_condition(sql, &query.resource_type, filter);
+        filter_condition(sql, "r", &query.resource_type, filter);
     }
 }
 
-#[derive(QueryableByName)]
-struct Row {
-    #[diesel(sql_type = BigInt)]
-    created_seq: i64,
-    #[diesel(sql_type = Nullable<Jsonb>)]
-    content: Option<Value>,
+/// The scalar SQL of a sort key for the row `r`.
+fn sort_expression(sql: &mut Sql, sort: &Sort) {
+    let (kind, param) = match &sort.key {
+        SortKey::Id => {
+            sql.push("r.id");
+            return;
+        }
+        SortKey::LastUpdated => {
+            sql.push("r.last_updated");
+            return;
+        }
+        SortKey::Param { param, kind } => (*kind, param),
+    };
+    let aggregate = if sort.descending { "max" } else { "min" };
+    let column = match kind {
+        IndexKind::Token => "x.code".to_string(),
+        IndexKind::String => "x.normalized".to_string(),
+        IndexKind::Date if sort.descending => "x.finish".to_string(),
+        IndexKind::Date => "x.start".to_string(),
+        IndexKind::Quantity | IndexKind::Number => {
+            "coalesce(x.canonical_value, x.value)".to_string()
+        }
+        IndexKind::Reference => "coalesce(x.target_id, x.url)".to_string(),
+        IndexKind::Uri => "x.uri".to_string(),
+    };
+    sql.push(&format!("(SELECT {aggregate}({column}) FROM {} x WHERE x.resource_seq = r.created_seq AND x.param = ", table(kind)))
+        .text(param)
+        .push(")");
+}
+
+fn sort_value_kind(sort: &Sort) -> IndexKind {
+    match &sort.key {
+        SortKey::Id => IndexKind::Token,
+        SortKey::LastUpdated => IndexKind::Date,
+        SortKey::Param { kind, .. } => *kind,
+    }
+}
+
+/// The ordered comparison components: for each sort key its null flag (nulls last) and
+/// its value, then the creation sequence. `(expression, descending)`.
+fn order_components(sort: &[Sort], backwards: bool) -> Vec<(String, bool)> {
+    let mut components = Vec::new();
+    for (index, key) in sort.iter().enumerate() {
+        components.push((format!("(q.k{index} IS NULL)"), backwards));
+        components.push((format!("q.k{index}"), key.descending != backwards));
+    }
+    components.push(("q.seq".to_string(), backwards));
+    components
+}
+
+fn bind_sort_value(value: &SortValue) -> Option<Bind> {
+    match value {
+        SortValue::Null => None,
+        SortValue::Text(text) => Some(Bind::Text(text.clone())),
+        SortValue::Instant(at) => Some(Bind::Instant(*at)),
+        SortValue::Number(number) => Some(Bind::Number(*number)),
+    }
+}
+
+/// The cursor's values in component order: null flags, values, sequence.
+fn cursor_components(cursor: &Cursor) -> Vec<Option<Bind>> {
+    let mut values = Vec::new();
+    for value in &cursor.values {
+        values.push(Some(Bind::Bool(*value == SortValue::Null)));
+        values.push(bind_sort_value(value));
+    }
+    values.push(Some(Bind::BigInt(cursor.seq)));
+    values
+}
+
+/// Rows strictly after the cursor in the page's order (lexicographic over components).
+fn keyset_condition(sql: &mut Sql, components: &[(String, bool)], cursor: &Cursor) {
+    let values = cursor_components(cursor);
+    sql.push("(");
+    let mut first = true;
+    for i in 0..components.len() {
+        let Some(value) = &values[i] else { continue };
+        if !first {
+            sql.push(" OR ");
+        }
+        first = false;
+        sql.push("(");
+        for j in 0..i {
+            let (expression, _) = &components[j];
+            match &values[j] {
+                Some(bound) => sql
+                    .push(&format!("{expression} = "))
+                    .bind(bound.clone())
+                    .push(" AND "),
+                None => sql.push(&format!("{expression} IS NULL AND ")),
+            };
+        }
+        let (expression, descending) = &components[i];
+        let op = if *descending { "<" } else { ">" };
+        sql.push(&format!("{expression} {op} "))
+            .bind(value.clone())
+            .push(")");
+    }
+    if first {
+        sql.push("false");
+    }
+    sql.push(")");
 }
 
 #[derive(QueryableByName)]
@@ -195,35 +537,268 @@ struct CountRow {
     count: i64,
 }
 
+#[derive(QueryableByName)]
+struct PlanRow {
+    #[diesel(sql_type = diesel::sql_types::Json, column_name = "QUERY PLAN")]
+    plan: Value,
+}
+
+/// A sort key's value from its JSON rendering (`jsonb_build_array` of the keys).
+fn decode_sort_value(value: &Value, kind: IndexKind) -> SortValue {
+    match (value, kind) {
+        (Value::Null, _) => SortValue::Null,
+        (Value::String(text), IndexKind::Date) => DateTime::parse_from_rfc3339(text)
+            .map(|at| SortValue::Instant(at.with_timezone(&Utc)))
+            .unwrap_or(SortValue::Null),
+        (Value::Number(number), _) => number
+            .as_f64()
+            .map(SortValue::Number)
+            .unwrap_or(SortValue::Null),
+        (Value::String(text), _) => SortValue::Text(text.clone()),
+        _ => SortValue::Null,
+    }
+}
+
+/// One row of a page: sequence, content and its sort values.
+struct PageRow {
+    seq: i64,
+    content: Value,
+    values: Vec<SortValue>,
+}
+
 pub async fn search(pool: &Pool, query: &SearchQuery) -> ApiResult<SearchPage> {
     let mut conn = connection(pool).await?;
+    let backwards = query.cursor.as_ref().is_some_and(|c| c.backwards);
     let mut page = Sql::default();
-    page.push("SELECT r.created_seq, r.content");
-    from_where(&mut page, query);
-    if let Some(after) = query.after_seq {
-        page.push(" AND r.created_seq > ").bind(Bind::BigInt(after));
+    let keys: Vec<String> = (0..query.sort.len())
+        .map(|index| format!("q.k{index}"))
+        .collect();
+    page.push(&format!(
+        "SELECT q.seq, q.content, jsonb_build_array({}) AS keys",
+        keys.join(", ")
+    ));
+    page.push(" FROM (SELECT r.created_seq AS seq, r.content");
+    for (index, sort) in query.sort.iter().enumerate() {
+        page.push(", ");
+        sort_expression(&mut page, sort);
+        page.push(&format!(" AS k{index}"));
     }
-    page.push(" ORDER BY r.created_seq LIMIT ")
+    from_where(&mut page, query);
+    page.push(") q");
+    let components = order_components(&query.sort, backwards);
+    if let Some(cursor) = &query.cursor {
+        page.push(" WHERE ");
+        keyset_condition(&mut page, &components, cursor);
+    }
+    page.push(" ORDER BY ");
+    let order: Vec<String> = components
+        .iter()
+        .map(|(expression, descending)| {
+            format!("{expression} {}", if *descending { "DESC" } else { "ASC" })
+        })
+        .collect();
+    page.push(&order.join(", "))
+        .push(" LIMIT ")
         .bind(Bind::BigInt(query.count + 1));
-    let mut rows: Vec<Row> = page.into_query().load(&mut conn).await?;
-    let next_cursor = if rows.len() as i64 > query.count {
-        rows.truncate(query.count as usize);
-        rows.last().map(|row| row.created_seq)
-    } else {
-        None
+
+    let rows = load_rows(&mut conn, page, &query.sort).await?;
+    let has_more = rows.len() as i64 > query.count;
+    let mut rows: Vec<PageRow> = rows.into_iter().take(query.count as usize).collect();
+    if backwards {
+        rows.reverse();
+    }
+    let cursor_at = |row: &PageRow, backwards: bool| Cursor {
+        values: row.values.clone(),
+        seq: row.seq,
+        backwards,
     };
-    let total = if query.with_total {
-        let mut count = Sql::default();
-        count.push("SELECT count(*) AS count");
-        from_where(&mut count, query);
-        let row: CountRow = count.into_query().get_result(&mut conn).await?;
-        Some(row.count)
+    let (next, previous) = if backwards {
+        (
+            rows.as_slice().last().map(|r| cursor_at(r, false)),
+            has_more
+                .then(|| rows.as_slice().first().map(|r| cursor_at(r, true)))
+                .flatten(),
+        )
     } else {
-        None
+        (
+            has_more
+                .then(|| rows.as_slice().last().map(|r| cursor_at(r, false)))
+                .flatten(),
+            query
+                .cursor
+                .as_ref()
+                .and(rows.as_slice().first().map(|r| cursor_at(r, true))),
+        )
+    };
+    let total = match query.total {
+        Total::None => None,
+        Total::Accurate => {
+            let mut count = Sql::default();
+            count.push("SELECT count(*) AS count");
+            from_where(&mut count, query);
+            let row: CountRow = count.into_query().get_result(&mut conn).await?;
+            Some(row.count)
+        }
+        Total::Estimate => {
+            let mut explain = Sql::default();
+            explain.push("EXPLAIN (FORMAT JSON) SELECT 1");
+            from_where(&mut explain, query);
+            let row: PlanRow = explain.into_query().get_result(&mut conn).await?;
+            row.plan[0]["Plan"]["Plan Rows"]
+                .as_f64()
+                .map(|rows| rows.round() as i64)
+        }
     };
     Ok(SearchPage {
-        resources: rows.into_iter().filter_map(|row| row.content).collect(),
-        next_cursor,
+        rows: rows.into_iter().map(|r| (r.seq, r.content)).collect(),
+        next,
+        previous,
         total,
     })
+}
+
+#[derive(QueryableByName)]
+struct LoadedRow {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Jsonb)]
+    content: Value,
+    #[diesel(sql_type = Jsonb)]
+    keys: Value,
+}
+
+async fn load_rows(
+    conn: &mut super::Connection,
+    page: Sql,
+    sort: &[Sort],
+) -> ApiResult<Vec<PageRow>> {
+    let rows: Vec<LoadedRow> = page.into_query().load(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let values = sort
+                .iter()
+                .enumerate()
+                .map(|(index, key)| decode_sort_value(&row.keys[index], sort_value_kind(key)))
+                .collect();
+            PageRow {
+                seq: row.seq,
+                content: row.content,
+                values,
+            }
+        })
+        .collect())
+}
+
+/// Current, live resources of `resource_type` with these ids (for `_include`).
+pub async fn by_ids(pool: &Pool, targets: &[(String, String)]) -> ApiResult<Vec<(i64, Value)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        created_seq: i64,
+        #[diesel(sql_type = Nullable<Jsonb>)]
+        content: Option<Value>,
+    }
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = connection(pool).await?;
+    let (types, ids): (Vec<String>, Vec<String>) = targets.iter().cloned().unzip();
+    let mut sql = Sql::default();
+    sql.push("SELECT r.created_seq, r.content FROM resources r JOIN unnest(")
+        .bind(Bind::Texts(types))
+        .push("::text[], ")
+        .bind(Bind::Texts(ids))
+        .push("::text[]) AS t(resource_type, id) ON r.resource_type = t.resource_type AND r.id = t.id WHERE NOT r.deleted ORDER BY r.created_seq");
+    let rows: Vec<Row> = sql.into_query().load(&mut conn).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.created_seq, r.content?)))
+        .collect())
+}
+
+/// `(target_type, target_id)` of the `param` references held by these resources.
+pub async fn referenced(
+    pool: &Pool,
+    seqs: &[i64],
+    source_type: &str,
+    param: &str,
+    target_type: Option<&str>,
+) -> ApiResult<Vec<(String, String)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        target_type: String,
+        #[diesel(sql_type = Text)]
+        target_id: String,
+    }
+    let mut conn = connection(pool).await?;
+    let mut sql = Sql::default();
+    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM search_reference x WHERE x.resource_seq = ANY(")
+        .bind(Bind::Texts(seqs.iter().map(i64::to_string).collect()))
+        .push("::bigint[]) AND x.resource_type = ")
+        .text(source_type)
+        .push(" AND x.param = ")
+        .text(param)
+        .push(" AND x.target_type IS NOT NULL AND x.target_id IS NOT NULL");
+    if let Some(target_type) = target_type {
+        sql.push(" AND x.target_type = ").text(target_type);
+    }
+    let rows: Vec<Row> = sql.into_query().load(&mut conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.target_type, r.target_id))
+        .collect())
+}
+
+/// Live `source_type` resources whose `param` refers to one of `targets` (for
+/// `_revinclude`), at most `limit`.
+pub async fn referring(
+    pool: &Pool,
+    targets: &[(String, String)],
+    source_type: &str,
+    param: &str,
+    limit: i64,
+) -> ApiResult<Vec<(i64, Value)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        created_seq: i64,
+        #[diesel(sql_type = Nullable<Jsonb>)]
+        content: Option<Value>,
+    }
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = connection(pool).await?;
+    let (types, ids): (Vec<String>, Vec<String>) = targets.iter().cloned().unzip();
+    let mut sql = Sql::default();
+    sql.push("SELECT r.created_seq, r.content FROM resources r WHERE NOT r.deleted AND r.resource_type = ")
+        .text(source_type)
+        .push(" AND r.created_seq IN (SELECT x.resource_seq FROM search_reference x JOIN unnest(")
+        .bind(Bind::Texts(types))
+        .push("::text[], ")
+        .bind(Bind::Texts(ids))
+        .push("::text[]) AS t(target_type, target_id) ON x.target_type = t.target_type AND x.target_id = t.target_id WHERE x.resource_type = ")
+        .text(source_type)
+        .push(" AND x.param = ")
+        .text(param)
+        .push(") ORDER BY r.created_seq LIMIT ")
+        .bind(Bind::BigInt(limit));
+    let rows: Vec<Row> = sql.into_query().load(&mut conn).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.created_seq, r.content?)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds() {
+        assert_eq!(prefix_upper_bound("smi").as_deref(), Some("smj"));
+        assert_eq!(like_escaped("50%_off"), "50\\%\\_off");
+    }
 }

@@ -73,6 +73,10 @@ impl TestApp {
             .await
             .expect("migrations");
         let application = Application::build(&config).expect("build app");
+        application
+            .ensure_search_index()
+            .await
+            .expect("search index");
         let root = format!("http://127.0.0.1:{}", application.port());
         tokio::spawn(application.run_until_stopped());
         let token = issue_token(&config, "test-suite", FULL_ACCESS, None, 600).unwrap();
