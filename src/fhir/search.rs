@@ -777,12 +777,13 @@ fn parse_number(name: &str, value: &str, with_unit: bool) -> ApiResult<NumberMat
     })
 }
 
-/// The window `ap` allows around a date: 10% of the distance from now, at least a day.
+/// The window `ap` allows around a date: 10% of its distance from `now`, at least a day.
 pub fn approximate_window(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> (DateTime<Utc>, DateTime<Utc>) {
-    let distance = (Utc::now() - start).abs();
+    let distance = (now - start).abs();
     let margin = std::cmp::max(distance / 10, TimeDelta::days(1));
     (start - margin, end + margin)
 }
@@ -923,6 +924,21 @@ mod tests {
         assert!((value - 0.0054).abs() < 1e-12);
         assert_eq!(precision_range("100", 100.0), (99.5, 100.5));
         assert_eq!(precision_range("1e2", 100.0), (50.0, 150.0));
+    }
+
+    #[test]
+    fn approximate_dates_widen_with_distance_from_now() {
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let (start, end) = (at("2026-02-01T00:00:00Z"), at("2026-02-02T00:00:00Z"));
+        let (low, high) = approximate_window(start, end, at("2026-12-01T00:00:00Z"));
+        assert_eq!((start - low).num_days(), 30);
+        assert_eq!((high - end).num_days(), 30);
+        let (low, _) = approximate_window(start, end, at("2026-02-03T00:00:00Z"));
+        assert_eq!(start - low, TimeDelta::days(1));
     }
 
     #[test]

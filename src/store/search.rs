@@ -226,7 +226,7 @@ fn date_condition(sql: &mut Sql, start: &str, finish: &str, value: &DateMatch) {
         Prefix::StartsAfter => sql.push(&format!("{start} >= ")).bind(b()),
         Prefix::EndsBefore => sql.push(&format!("{finish} <= ")).bind(a()),
         Prefix::Approximately => {
-            let (low, high) = approximate_window(value.start, value.end);
+            let (low, high) = approximate_window(value.start, value.end, Utc::now());
             sql.push(&format!("({start} < "))
                 .bind(Bind::Instant(high))
                 .push(&format!(" AND {finish} > "))

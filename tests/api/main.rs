@@ -8,5 +8,6 @@ mod crud;
 mod errors;
 mod history;
 mod search;
+mod search_params;
 mod system;
 mod validation;
