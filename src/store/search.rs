@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::pg::Pg;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Jsonb, Nullable, Text, Timestamptz};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -568,6 +568,11 @@ struct PageRow {
 
 pub async fn search(pool: &Pool, query: &SearchQuery) -> ApiResult<SearchPage> {
     let mut conn = connection(pool).await?;
+    search_on(&mut conn, query).await
+}
+
+/// `search` on a given connection (inside a caller's transaction).
+pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> ApiResult<SearchPage> {
     let backwards = query.cursor.as_ref().is_some_and(|c| c.backwards);
     let mut page = Sql::default();
     let keys: Vec<String> = (0..query.sort.len())
@@ -601,7 +606,7 @@ pub async fn search(pool: &Pool, query: &SearchQuery) -> ApiResult<SearchPage> {
         .push(" LIMIT ")
         .bind(Bind::BigInt(query.count + 1));
 
-    let rows = load_rows(&mut conn, page, &query.sort).await?;
+    let rows = load_rows(conn, page, &query.sort).await?;
     let has_more = rows.len() as i64 > query.count;
     let mut rows: Vec<PageRow> = rows.into_iter().take(query.count as usize).collect();
     if backwards {
@@ -636,14 +641,14 @@ pub async fn search(pool: &Pool, query: &SearchQuery) -> ApiResult<SearchPage> {
             let mut count = Sql::default();
             count.push("SELECT count(*) AS count");
             from_where(&mut count, query);
-            let row: CountRow = count.into_query().get_result(&mut conn).await?;
+            let row: CountRow = count.into_query().get_result(conn).await?;
             Some(row.count)
         }
         Total::Estimate => {
             let mut explain = Sql::default();
             explain.push("EXPLAIN (FORMAT JSON) SELECT 1");
             from_where(&mut explain, query);
-            let row: PlanRow = explain.into_query().get_result(&mut conn).await?;
+            let row: PlanRow = explain.into_query().get_result(conn).await?;
             row.plan[0]["Plan"]["Plan Rows"]
                 .as_f64()
                 .map(|rows| rows.round() as i64)
@@ -668,7 +673,7 @@ struct LoadedRow {
 }
 
 async fn load_rows(
-    conn: &mut super::Connection,
+    conn: &mut AsyncPgConnection,
     page: Sql,
     sort: &[Sort],
 ) -> ApiResult<Vec<PageRow>> {
