@@ -36,6 +36,8 @@ pub const BEARER: &str = "bearer_jwt";
         routes::crud::update,
         routes::crud::patch,
         routes::crud::delete,
+        routes::conditional::update,
+        routes::conditional::delete,
         routes::crud::vread,
         routes::history::instance_history,
         routes::history::type_history,
@@ -475,12 +477,17 @@ impl Modify for Security {
 /// The error statuses each operation can answer with, all as OperationOutcome bodies.
 /// Kept here, beside their meanings, rather than repeated in every handler's annotation.
 const ERROR_RESPONSES: &[(&str, &[u16])] = &[
-    ("create", &[400, 401, 403, 404, 413, 415, 422, 503]),
+    ("create", &[400, 401, 403, 404, 412, 413, 415, 422, 503]),
     ("read", &[401, 403, 404, 410, 503]),
     ("vread", &[401, 403, 404, 410, 503]),
     ("update", &[400, 401, 403, 404, 412, 413, 415, 422, 503]),
     ("patch", &[400, 401, 403, 404, 410, 412, 413, 415, 422, 503]),
     ("delete", &[401, 403, 404, 412, 503]),
+    (
+        "conditional_update",
+        &[400, 401, 403, 404, 409, 412, 413, 415, 422, 503],
+    ),
+    ("conditional_delete", &[400, 401, 403, 404, 412, 503]),
     ("instance_history", &[400, 401, 403, 404, 503]),
     ("type_history", &[400, 401, 403, 404, 503]),
     ("system_history", &[400, 401, 403, 503]),
@@ -495,7 +502,12 @@ fn error_meaning(status: u16) -> &'static str {
         403 => "The token's scopes do not allow this",
         404 => "Unknown type or id",
         410 => "The resource was deleted",
-        412 => "If-Match names a version that is not current",
+        409 => {
+            "Conflicts with the stored state (e.g. the id exists but the criteria do not match it)"
+        }
+        412 => {
+            "If-Match names a version that is not current, or conditional criteria match more than one resource"
+        }
         413 => "Body larger than MAX_BODY_BYTES",
         415 => "Content-Type not accepted",
         422 => "Violates a profile rule (e.g. vital signs) or the patch cannot be applied",
@@ -523,6 +535,11 @@ fn error_example(status: u16) -> Value {
         412 => (
             "conflict",
             "If-Match names version 1, but the current version is 2",
+            None,
+        ),
+        409 => (
+            "conflict",
+            "Patient/taken exists but does not match the criteria 'identifier=urn:mrn|MRN-2'",
             None,
         ),
         413 => (

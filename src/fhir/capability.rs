@@ -31,7 +31,7 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
         .map(|resource_type| {
             let mut search_params = vec![
                 json!({"name": "_id", "type": "token", "documentation": "Logical id; comma for OR"}),
-                json!({"name": "_lastUpdated", "type": "date", "documentation": "When last changed; prefixes eq ne lt le gt ge sa eb"}),
+                json!({"name": "_lastUpdated", "type": "date", "documentation": "When last changed; prefixes eq ne lt le gt ge sa eb ap"}),
             ];
             for parameter in indexed_parameters(resource_type) {
                 let definition = registry.search_parameter(resource_type, &parameter.code);
@@ -48,9 +48,9 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalCreate": true,
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
                 "searchParam": search_params,
             })
         })

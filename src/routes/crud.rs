@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
 use super::AppState;
+use super::conditional;
 use super::http::{
     Preferences, RESOURCE_CONTENT_TYPES, if_match, if_none_match_hits, parse_json, preferences,
     read_body, require_content_type, resource_response, write_response,
@@ -20,7 +21,7 @@ use crate::store::resources::{self, Current, NextContent, WriteMethod};
 
 /// Reads, parses and validates a resource body for `resource_type`. Returns the resource
 /// and the warnings to report (lenient handling).
-async fn resource_body(
+pub(super) async fn resource_body(
     request: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
@@ -60,7 +61,7 @@ fn checked(
 
 /// A patient-scoped token may add data about its patient, but no new Patient: the server
 /// assigns the id, so the new resource could never be that patient.
-fn ensure_may_create(
+pub(super) fn ensure_may_create(
     access: &Access,
     resource_type: &ResourceType,
     resource: &Value,
@@ -73,7 +74,7 @@ fn ensure_may_create(
     ensure_in_compartment(access, resource_type, resource)
 }
 
-fn ensure_in_compartment(
+pub(super) fn ensure_in_compartment(
     access: &Access,
     resource_type: &ResourceType,
     resource: &Value,
@@ -89,6 +90,19 @@ fn ensure_in_compartment(
             "The access token is limited to one patient's data; this resource is outside it".into(),
         )),
     }
+}
+
+/// The criteria of a conditional create, if the request has them.
+fn if_none_exist(request: &HttpRequest) -> ApiResult<Option<&str>> {
+    request
+        .headers()
+        .get("if-none-exist")
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_parameter("If-None-Exist", "If-None-Exist is not text"))
+        })
+        .transpose()
 }
 
 fn not_found(resource_type: &ResourceType, id: &ResourceId) -> ApiError {
@@ -126,10 +140,11 @@ fn live_content<'c>(
 #[utoipa::path(
     post, path = "/fhir/{type}", tag = "FHIR resources",
     summary = "Create a resource (server-assigned id)",
-    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("Prefer" = Option<String>, Header, description = "return=minimal | representation | OperationOutcome; handling=lenient accepts unknown elements")),
+    params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration"), ("Prefer" = Option<String>, Header, description = "return=minimal | representation | OperationOutcome; handling=lenient accepts unknown elements"), ("If-None-Exist" = Option<String>, Header, description = "Conditional create, e.g. identifier=http://clinic.example/mrn|MRN-1: created only if nothing matches")),
     request_body(content = crate::openapi::AnyResource, content_type = "application/fhir+json", description = "The resource; its id, if any, is replaced"),
     responses(
-        (status = 201, description = "Created as version 1", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version")))
+        (status = 201, description = "Created as version 1", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Last-Modified" = String), ("Location" = String, description = "…/Type/id/_history/version"))),
+        (status = 200, description = "If-None-Exist matched one resource, returned as it is; nothing was created", body = crate::openapi::AnyResource, content_type = "application/fhir+json", headers(("ETag" = String, description = "W/\"version\""), ("Location" = String, description = "…/Type/id/_history/version")))
     ),
     security(("bearer_jwt" = []))
 )]
@@ -145,6 +160,19 @@ pub async fn create(
     let preferences = preferences(request.headers());
     let (resource, warnings) =
         resource_body(&request, payload, &state, &resource_type, preferences).await?;
+    if let Some(criteria) = if_none_exist(&request)? {
+        return conditional::create_if_none_exist(
+            &state,
+            &principal,
+            &access,
+            &resource_type,
+            resource,
+            &warnings,
+            preferences,
+            criteria,
+        )
+        .await;
+    }
     ensure_may_create(&access, &resource_type, &resource)?;
     let id = ResourceId::generate();
     let written = resources::write_version(

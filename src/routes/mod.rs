@@ -1,5 +1,6 @@
 //! The single route table, and the shared state handlers receive.
 
+pub mod conditional;
 pub mod crud;
 pub mod history;
 pub mod http;
@@ -54,7 +55,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/{type}")
                         .route(web::get().to(search::search_get))
-                        .route(web::post().to(crud::create)),
+                        .route(web::post().to(crud::create))
+                        .route(web::put().to(conditional::update))
+                        .route(web::delete().to(conditional::delete)),
                 )
                 .default_service(web::to(not_found)),
         );

@@ -320,6 +320,74 @@ async fn includes(
     Ok(included)
 }
 
+/// Search parameters that shape a result rather than select resources; conditional criteria
+/// may not use them.
+const RESULT_PARAMETERS: &[&str] = &[
+    "_count",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_include",
+    "_include:iterate",
+    "_revinclude",
+    "_revinclude:iterate",
+    CURSOR_PARAMETER,
+];
+
+/// The criteria of a conditional create (`If-None-Exist`), update or delete, parsed strictly
+/// (an unknown parameter would widen the match) and confined to the caller's compartment.
+/// Also returns the criteria in a canonical order, the key that serialises requests with the
+/// same criteria.
+pub fn conditional_criteria(
+    resource_type: &ResourceType,
+    text: &str,
+    state: &AppState,
+    access: &Access,
+) -> ApiResult<(SearchQuery, String)> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix(resource_type.as_str())
+        .filter(|rest| rest.starts_with('?'))
+        .unwrap_or(text);
+    let text = text.strip_prefix('?').unwrap_or(text);
+    let parameters = parse_form(text)?;
+    if let Some((name, _)) = parameters
+        .iter()
+        .find(|(name, _)| RESULT_PARAMETERS.contains(&name.as_str()))
+    {
+        return Err(ApiError::bad_parameter(
+            name,
+            format!("{name} shapes search results and cannot be part of conditional criteria"),
+        ));
+    }
+    let parsed = parse_search(resource_type, &parameters, state, true)?;
+    if parsed.filters.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Conditional criteria need at least one search parameter of {resource_type}, e.g. identifier=system|value"
+        )));
+    }
+    let mut filters = parsed.filters;
+    if let Access::Patient(patient) = access {
+        filters.push(compartment_filter(resource_type, patient.clone()));
+    }
+    let mut applied = parsed.applied;
+    applied.sort();
+    let key = format!(
+        "{resource_type}?{}",
+        serde_urlencoded::to_string(&applied).unwrap_or_default()
+    );
+    let query = SearchQuery {
+        resource_type: resource_type.to_string(),
+        filters,
+        sort: Vec::new(),
+        count: 2,
+        cursor: None,
+        total: Total::None,
+    };
+    Ok((query, key))
+}
+
 /// The filter that keeps a patient-scoped search inside that patient's compartment.
 fn compartment_filter(resource_type: &ResourceType, patient: String) -> Filter {
     match resource_type.as_str() {

@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use super::index;
 use super::schema::{resource_versions, resources};
+use super::search::{self, SearchQuery, Total};
 use super::{Pool, connection};
 use crate::error::{ApiError, ApiResult};
-use crate::fhir::resource::stamp_meta;
+use crate::fhir::resource::{id_of, stamp_meta};
 use crate::fhir::search_index::{self, IndexContext, IndexEntries};
 use crate::fhir::{ResourceId, ResourceType};
 
@@ -156,43 +157,154 @@ where
 {
     let mut pooled = connection(pool).await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
-    let resource_type = resource_type.clone();
-    let id = id.clone();
     conn.transaction(
         async move |conn: &mut AsyncPgConnection| -> ApiResult<Option<Written>> {
-            lock_resource(conn, &resource_type, &id).await?;
-            let current: Option<Current> = resources::table
-                .find((resource_type.as_str(), id.as_str()))
-                .select(Current::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            check_if_match(if_match, current.as_ref())?;
-            let next_version = current.as_ref().map_or(1, |c| c.version_id + 1);
-            let created = current.as_ref().is_none_or(|c| c.deleted);
-            let last_updated = now();
-            let content = match decide(current.as_ref())? {
-                NextContent::Nothing => return Ok(None),
-                NextContent::Delete => None,
-                NextContent::Write(mut content) => {
-                    stamp_meta(&mut content, id.as_str(), next_version, last_updated);
-                    Some(content)
-                }
-            };
-            let version = Version {
-                resource_type: resource_type.as_str().to_string(),
-                id: id.as_str().to_string(),
-                version_id: next_version,
-                last_updated,
-                deleted: content.is_none(),
-                method: method.http_method().to_string(),
-                content,
-            };
-            store_version(conn, &version, current.as_ref(), context).await?;
-            Ok(Some(Written { version, created }))
+            write_in(conn, resource_type, id, method, if_match, context, decide).await
         },
     )
     .await
+}
+
+/// `write_version`'s steps on a connection whose transaction the caller holds.
+async fn write_in<F>(
+    conn: &mut AsyncPgConnection,
+    resource_type: &ResourceType,
+    id: &ResourceId,
+    method: WriteMethod,
+    if_match: Option<i32>,
+    context: &IndexContext,
+    decide: F,
+) -> ApiResult<Option<Written>>
+where
+    F: FnOnce(Option<&Current>) -> ApiResult<NextContent> + Send,
+{
+    lock(conn, &format!("{resource_type}/{id}")).await?;
+    let current: Option<Current> = resources::table
+        .find((resource_type.as_str(), id.as_str()))
+        .select(Current::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    check_if_match(if_match, current.as_ref())?;
+    let next_version = current.as_ref().map_or(1, |c| c.version_id + 1);
+    let created = current.as_ref().is_none_or(|c| c.deleted);
+    let last_updated = now();
+    let content = match decide(current.as_ref())? {
+        NextContent::Nothing => return Ok(None),
+        NextContent::Delete => None,
+        NextContent::Write(mut content) => {
+            stamp_meta(&mut content, id.as_str(), next_version, last_updated);
+            Some(content)
+        }
+    };
+    let version = Version {
+        resource_type: resource_type.as_str().to_string(),
+        id: id.as_str().to_string(),
+        version_id: next_version,
+        last_updated,
+        deleted: content.is_none(),
+        method: method.http_method().to_string(),
+        content,
+    };
+    store_version(conn, &version, current.as_ref(), context).await?;
+    Ok(Some(Written { version, created }))
+}
+
+/// What a conditional interaction's criteria matched: nothing, one live resource, or more.
+#[derive(Debug, Clone)]
+pub enum Matched {
+    Nothing,
+    One(Version),
+    Several,
+}
+
+/// What a conditional interaction does about what its criteria matched.
+pub enum ConditionalStep {
+    /// Go on through the single write path for this resource.
+    Write(ResourceId, WriteMethod),
+    /// Write nothing.
+    Stop,
+}
+
+/// The result of a conditional interaction: what matched and what was written, if anything.
+#[derive(Debug)]
+pub struct ConditionalOutcome {
+    pub matched: Matched,
+    pub written: Option<Written>,
+}
+
+/// Conditional create, update and delete: in one transaction, under a lock on `lock_key`
+/// (the normalised criteria, so two requests with the same criteria cannot both create), it
+/// runs `criteria`, lets `choose` decide from the matches whether and what to write, and
+/// writes through the same steps as `write_version` (`decide` also sees the matches).
+#[allow(clippy::too_many_arguments)]
+pub async fn write_conditionally<C, F>(
+    pool: &Pool,
+    resource_type: &ResourceType,
+    criteria: &SearchQuery,
+    lock_key: &str,
+    if_match: Option<i32>,
+    context: &IndexContext,
+    choose: C,
+    decide: F,
+) -> ApiResult<ConditionalOutcome>
+where
+    C: FnOnce(&Matched) -> ApiResult<ConditionalStep> + Send,
+    F: FnOnce(&Matched, Option<&Current>) -> ApiResult<NextContent> + Send,
+{
+    let mut pooled = connection(pool).await?;
+    let conn: &mut AsyncPgConnection = &mut pooled;
+    conn.transaction(
+        async move |conn: &mut AsyncPgConnection| -> ApiResult<ConditionalOutcome> {
+            lock(conn, &format!("conditional {lock_key}")).await?;
+            let matched = matching(conn, resource_type, criteria).await?;
+            let written = match choose(&matched)? {
+                ConditionalStep::Stop => None,
+                ConditionalStep::Write(id, method) => {
+                    let decide = |current: Option<&Current>| decide(&matched, current);
+                    write_in(conn, resource_type, &id, method, if_match, context, decide).await?
+                }
+            };
+            Ok(ConditionalOutcome { matched, written })
+        },
+    )
+    .await
+}
+
+async fn matching(
+    conn: &mut AsyncPgConnection,
+    resource_type: &ResourceType,
+    criteria: &SearchQuery,
+) -> ApiResult<Matched> {
+    let query = SearchQuery {
+        count: 2,
+        cursor: None,
+        sort: Vec::new(),
+        total: Total::None,
+        ..criteria.clone()
+    };
+    let page = search::search_on(conn, &query).await?;
+    Ok(match page.rows.as_slice() {
+        [] => Matched::Nothing,
+        [(_, content)] => {
+            let id = id_of(content).unwrap_or_default().to_string();
+            let current: Current = resources::table
+                .find((resource_type.as_str(), id.as_str()))
+                .select(Current::as_select())
+                .first(conn)
+                .await?;
+            Matched::One(Version {
+                resource_type: resource_type.to_string(),
+                id,
+                version_id: current.version_id,
+                last_updated: current.last_updated,
+                deleted: current.deleted,
+                method: String::new(),
+                content: current.content,
+            })
+        }
+        _ => Matched::Several,
+    })
 }
 
 /// Server time at the precision PostgreSQL keeps, so JSON and columns agree exactly.
@@ -202,13 +314,10 @@ fn now() -> DateTime<Utc> {
         .unwrap_or_else(|_| Utc::now())
 }
 
-async fn lock_resource(
-    conn: &mut AsyncPgConnection,
-    resource_type: &ResourceType,
-    id: &ResourceId,
-) -> ApiResult<()> {
+/// A transaction-scoped advisory lock on `key` (a resource, or conditional criteria).
+async fn lock(conn: &mut AsyncPgConnection, key: &str) -> ApiResult<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<diesel::sql_types::Text, _>(format!("{}/{}", resource_type.as_str(), id.as_str()))
+        .bind::<diesel::sql_types::Text, _>(key)
         .execute(conn)
         .await?;
     Ok(())

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod conditional;
 mod crud;
 mod errors;
 mod history;
