@@ -25,11 +25,18 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Load data into the database.
+    /// Load data into the database (idempotent: resources that exist are left as they are).
+    #[command(group(clap::ArgGroup::new("dataset").required(true).args(["demo", "synthetic"])))]
     Seed {
-        /// The deterministic synthetic demo clinic (idempotent).
-        #[arg(long, required = true)]
+        /// The small demo clinic (50 patients with full infusion series, readable ids).
+        #[arg(long)]
         demo: bool,
+        /// A synthetic clinic at scale through the bulk load path (ids syn-0000001...).
+        #[arg(long)]
+        synthetic: bool,
+        /// Number of synthetic patients (about 10 Observations each).
+        #[arg(long, default_value_t = 1000, requires = "synthetic")]
+        patients: u64,
     },
     /// Rebuild the search index from the stored resources (after a change of search
     /// parameters, CLINIC_TIMEZONE or PUBLIC_BASE_URL).
@@ -80,14 +87,28 @@ async fn main() -> anyhow::Result<()> {
             let applied = store::run_migrations(&config.database_url).await?;
             tracing::info!(applied = ?applied, "migrations up to date");
         }
-        Command::Seed { demo: _ } => {
+        Command::Seed {
+            demo,
+            synthetic: _,
+            patients,
+        } => {
             telemetry::init_tracing(config.log_format);
             let pool = startup::command_pool(&config)?;
-            let summary = seed::load_demo(&pool, &config.index_context(config.listen_addr)).await?;
+            let context = config.index_context(config.listen_addr);
+            store::index::ensure_current(&pool, &context).await?;
+            let started = std::time::Instant::now();
+            let summary = if demo {
+                seed::load_demo(&pool, &context).await?
+            } else {
+                seed::synthetic::load(&pool, &context, patients).await?
+            };
+            let seconds = started.elapsed().as_secs_f64();
             tracing::info!(
                 created = summary.created,
                 existing = summary.existing,
-                "demo data loaded"
+                seconds = format!("{seconds:.1}"),
+                resources_per_second = (summary.created as f64 / seconds).round(),
+                "seed data loaded"
             );
         }
         Command::Reindex => {

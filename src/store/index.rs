@@ -5,10 +5,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
-use super::schema::{
-    resources, search_date, search_index_state, search_quantity, search_reference, search_string,
-    search_token, search_uri,
-};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Timestamptz};
+
+use super::schema::{resources, search_index_state};
 use super::{Pool, connection};
 use crate::error::ApiResult;
 use crate::fhir::search_index::{self, IndexContext, IndexEntries};
@@ -22,157 +22,170 @@ pub async fn replace(
     entries: &IndexEntries,
 ) -> ApiResult<()> {
     if existed {
-        delete_rows(conn, resource_seq).await?;
+        delete_rows(conn, &[resource_seq]).await?;
     }
-    insert_rows(conn, resource_seq, resource_type, entries).await
+    insert_rows(conn, &[(resource_seq, resource_type, entries)]).await
 }
 
-async fn delete_rows(conn: &mut AsyncPgConnection, seq: i64) -> ApiResult<()> {
-    diesel::delete(search_token::table.filter(search_token::resource_seq.eq(seq)))
-        .execute(conn)
-        .await?;
-    diesel::delete(search_string::table.filter(search_string::resource_seq.eq(seq)))
-        .execute(conn)
-        .await?;
-    diesel::delete(search_date::table.filter(search_date::resource_seq.eq(seq)))
-        .execute(conn)
-        .await?;
-    diesel::delete(search_quantity::table.filter(search_quantity::resource_seq.eq(seq)))
-        .execute(conn)
-        .await?;
-    diesel::delete(search_reference::table.filter(search_reference::resource_seq.eq(seq)))
-        .execute(conn)
-        .await?;
-    diesel::delete(search_uri::table.filter(search_uri::resource_seq.eq(seq)))
-        .execute(conn)
-        .await?;
+/// Deletes every index row of these resources, in one statement.
+pub async fn delete_rows(conn: &mut AsyncPgConnection, seqs: &[i64]) -> ApiResult<()> {
+    diesel::sql_query(
+        "WITH t AS (DELETE FROM search_token WHERE resource_seq = ANY($1)), \
+              s AS (DELETE FROM search_string WHERE resource_seq = ANY($1)), \
+              d AS (DELETE FROM search_date WHERE resource_seq = ANY($1)), \
+              q AS (DELETE FROM search_quantity WHERE resource_seq = ANY($1)), \
+              r AS (DELETE FROM search_reference WHERE resource_seq = ANY($1)) \
+         DELETE FROM search_uri WHERE resource_seq = ANY($1)",
+    )
+    .bind::<Array<BigInt>, _>(seqs)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-async fn insert_rows(
+/// The columns every index table starts with: which resource, and which parameter.
+#[derive(Default)]
+struct Owners {
+    seqs: Vec<i64>,
+    types: Vec<String>,
+    params: Vec<String>,
+}
+
+impl Owners {
+    fn push(&mut self, seq: i64, resource_type: &str, param: &str) {
+        self.seqs.push(seq);
+        self.types.push(resource_type.to_string());
+        self.params.push(param.to_string());
+    }
+}
+
+/// The index rows of many resources as one array per table column, the shape `unnest`
+/// turns back into rows.
+#[derive(Default)]
+struct Columns {
+    token: Owners,
+    token_system: Vec<Option<String>>,
+    token_code: Vec<Option<String>>,
+    token_text: Vec<Option<String>>,
+    string: Owners,
+    string_normalized: Vec<String>,
+    string_exact: Vec<String>,
+    date: Owners,
+    date_start: Vec<DateTime<Utc>>,
+    date_finish: Vec<DateTime<Utc>>,
+    quantity: Owners,
+    quantity_value: Vec<f64>,
+    quantity_system: Vec<Option<String>>,
+    quantity_code: Vec<Option<String>>,
+    quantity_canonical_value: Vec<Option<f64>>,
+    quantity_canonical_code: Vec<Option<String>>,
+    reference: Owners,
+    reference_target_type: Vec<Option<String>>,
+    reference_target_id: Vec<Option<String>>,
+    reference_url: Vec<Option<String>>,
+    uri: Owners,
+    uri_value: Vec<String>,
+}
+
+impl Columns {
+    fn add(&mut self, seq: i64, resource_type: &str, entries: &IndexEntries) {
+        for e in &entries.tokens {
+            self.token.push(seq, resource_type, &e.param);
+            self.token_system.push(e.system.clone());
+            self.token_code.push(e.code.clone());
+            self.token_text.push(e.text.clone());
+        }
+        for e in &entries.strings {
+            self.string.push(seq, resource_type, &e.param);
+            self.string_normalized.push(e.normalized.clone());
+            self.string_exact.push(e.exact.clone());
+        }
+        for e in &entries.dates {
+            self.date.push(seq, resource_type, &e.param);
+            self.date_start.push(e.start);
+            self.date_finish.push(e.finish);
+        }
+        for e in &entries.quantities {
+            self.quantity.push(seq, resource_type, &e.param);
+            self.quantity_value.push(e.value);
+            self.quantity_system.push(e.system.clone());
+            self.quantity_code.push(e.code.clone());
+            self.quantity_canonical_value.push(e.canonical_value);
+            self.quantity_canonical_code.push(e.canonical_code.clone());
+        }
+        for e in &entries.references {
+            self.reference.push(seq, resource_type, &e.param);
+            self.reference_target_type.push(e.target_type.clone());
+            self.reference_target_id.push(e.target_id.clone());
+            self.reference_url.push(e.url.clone());
+        }
+        for e in &entries.uris {
+            self.uri.push(seq, resource_type, &e.param);
+            self.uri_value.push(e.uri.clone());
+        }
+    }
+}
+
+/// Inserts the index rows of `(resource_seq, resource_type, entries)` for many resources in
+/// one statement (one round trip, whatever the number of rows and tables).
+pub async fn insert_rows(
     conn: &mut AsyncPgConnection,
-    seq: i64,
-    resource_type: &str,
-    entries: &IndexEntries,
+    resources: &[(i64, &str, &IndexEntries)],
 ) -> ApiResult<()> {
-    if !entries.tokens.is_empty() {
-        let rows: Vec<_> = entries
-            .tokens
-            .iter()
-            .map(|t| {
-                (
-                    search_token::resource_seq.eq(seq),
-                    search_token::resource_type.eq(resource_type),
-                    search_token::param.eq(&t.param),
-                    search_token::system.eq(&t.system),
-                    search_token::code.eq(&t.code),
-                    search_token::text.eq(&t.text),
-                )
-            })
-            .collect();
-        diesel::insert_into(search_token::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
+    let mut c = Columns::default();
+    for (seq, resource_type, entries) in resources {
+        c.add(*seq, resource_type, entries);
     }
-    if !entries.strings.is_empty() {
-        let rows: Vec<_> = entries
-            .strings
-            .iter()
-            .map(|s| {
-                (
-                    search_string::resource_seq.eq(seq),
-                    search_string::resource_type.eq(resource_type),
-                    search_string::param.eq(&s.param),
-                    search_string::normalized.eq(&s.normalized),
-                    search_string::exact.eq(&s.exact),
-                )
-            })
-            .collect();
-        diesel::insert_into(search_string::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
-    if !entries.dates.is_empty() {
-        let rows: Vec<_> = entries
-            .dates
-            .iter()
-            .map(|d| {
-                (
-                    search_date::resource_seq.eq(seq),
-                    search_date::resource_type.eq(resource_type),
-                    search_date::param.eq(&d.param),
-                    search_date::start.eq(d.start),
-                    search_date::finish.eq(d.finish),
-                )
-            })
-            .collect();
-        diesel::insert_into(search_date::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
-    if !entries.quantities.is_empty() {
-        let rows: Vec<_> = entries
-            .quantities
-            .iter()
-            .map(|q| {
-                (
-                    search_quantity::resource_seq.eq(seq),
-                    search_quantity::resource_type.eq(resource_type),
-                    search_quantity::param.eq(&q.param),
-                    search_quantity::value.eq(q.value),
-                    search_quantity::system.eq(&q.system),
-                    search_quantity::code.eq(&q.code),
-                    search_quantity::canonical_value.eq(q.canonical_value),
-                    search_quantity::canonical_code.eq(&q.canonical_code),
-                )
-            })
-            .collect();
-        diesel::insert_into(search_quantity::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
-    if !entries.references.is_empty() {
-        let rows: Vec<_> = entries
-            .references
-            .iter()
-            .map(|r| {
-                (
-                    search_reference::resource_seq.eq(seq),
-                    search_reference::resource_type.eq(resource_type),
-                    search_reference::param.eq(&r.param),
-                    search_reference::target_type.eq(&r.target_type),
-                    search_reference::target_id.eq(&r.target_id),
-                    search_reference::url.eq(&r.url),
-                )
-            })
-            .collect();
-        diesel::insert_into(search_reference::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
-    if !entries.uris.is_empty() {
-        let rows: Vec<_> = entries
-            .uris
-            .iter()
-            .map(|u| {
-                (
-                    search_uri::resource_seq.eq(seq),
-                    search_uri::resource_type.eq(resource_type),
-                    search_uri::param.eq(&u.param),
-                    search_uri::uri.eq(&u.uri),
-                )
-            })
-            .collect();
-        diesel::insert_into(search_uri::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
+    diesel::sql_query(
+        "WITH t AS (INSERT INTO search_token (resource_seq, resource_type, param, system, code, text) \
+                    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])), \
+              s AS (INSERT INTO search_string (resource_seq, resource_type, param, normalized, exact) \
+                    SELECT * FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[])), \
+              d AS (INSERT INTO search_date (resource_seq, resource_type, param, start, finish) \
+                    SELECT * FROM unnest($12::bigint[], $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[])), \
+              q AS (INSERT INTO search_quantity (resource_seq, resource_type, param, value, system, code, canonical_value, canonical_code) \
+                    SELECT * FROM unnest($17::bigint[], $18::text[], $19::text[], $20::float8[], $21::text[], $22::text[], $23::float8[], $24::text[])), \
+              r AS (INSERT INTO search_reference (resource_seq, resource_type, param, target_type, target_id, url) \
+                    SELECT * FROM unnest($25::bigint[], $26::text[], $27::text[], $28::text[], $29::text[], $30::text[])) \
+         INSERT INTO search_uri (resource_seq, resource_type, param, uri) \
+         SELECT * FROM unnest($31::bigint[], $32::text[], $33::text[], $34::text[])",
+    )
+    .bind::<Array<BigInt>, _>(c.token.seqs)
+    .bind::<Array<Text>, _>(c.token.types)
+    .bind::<Array<Text>, _>(c.token.params)
+    .bind::<Array<Nullable<Text>>, _>(c.token_system)
+    .bind::<Array<Nullable<Text>>, _>(c.token_code)
+    .bind::<Array<Nullable<Text>>, _>(c.token_text)
+    .bind::<Array<BigInt>, _>(c.string.seqs)
+    .bind::<Array<Text>, _>(c.string.types)
+    .bind::<Array<Text>, _>(c.string.params)
+    .bind::<Array<Text>, _>(c.string_normalized)
+    .bind::<Array<Text>, _>(c.string_exact)
+    .bind::<Array<BigInt>, _>(c.date.seqs)
+    .bind::<Array<Text>, _>(c.date.types)
+    .bind::<Array<Text>, _>(c.date.params)
+    .bind::<Array<Timestamptz>, _>(c.date_start)
+    .bind::<Array<Timestamptz>, _>(c.date_finish)
+    .bind::<Array<BigInt>, _>(c.quantity.seqs)
+    .bind::<Array<Text>, _>(c.quantity.types)
+    .bind::<Array<Text>, _>(c.quantity.params)
+    .bind::<Array<Double>, _>(c.quantity_value)
+    .bind::<Array<Nullable<Text>>, _>(c.quantity_system)
+    .bind::<Array<Nullable<Text>>, _>(c.quantity_code)
+    .bind::<Array<Nullable<Double>>, _>(c.quantity_canonical_value)
+    .bind::<Array<Nullable<Text>>, _>(c.quantity_canonical_code)
+    .bind::<Array<BigInt>, _>(c.reference.seqs)
+    .bind::<Array<Text>, _>(c.reference.types)
+    .bind::<Array<Text>, _>(c.reference.params)
+    .bind::<Array<Nullable<Text>>, _>(c.reference_target_type)
+    .bind::<Array<Nullable<Text>>, _>(c.reference_target_id)
+    .bind::<Array<Nullable<Text>>, _>(c.reference_url)
+    .bind::<Array<BigInt>, _>(c.uri.seqs)
+    .bind::<Array<Text>, _>(c.uri.types)
+    .bind::<Array<Text>, _>(c.uri.params)
+    .bind::<Array<Text>, _>(c.uri_value)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -198,41 +211,72 @@ pub async fn ensure_current(pool: &Pool, context: &IndexContext) -> ApiResult<us
     reindex(pool, context).await
 }
 
+struct ReindexedBatch {
+    count: usize,
+    last: Option<i64>,
+}
+
+/// Reindexes the next resources after `after` in creation order. The rows are read `FOR
+/// SHARE`, so a concurrent write of one of them waits until its new index rows cannot be
+/// overwritten by ones built from the version before it.
+async fn reindex_batch(
+    conn: &mut AsyncPgConnection,
+    after: i64,
+    context: &IndexContext,
+) -> ApiResult<ReindexedBatch> {
+    const BATCH: i64 = 1000;
+    let batch: Vec<(i64, String, Option<Value>)> = resources::table
+        .filter(resources::created_seq.gt(after))
+        .order(resources::created_seq)
+        .limit(BATCH)
+        .select((
+            resources::created_seq,
+            resources::resource_type,
+            resources::content,
+        ))
+        .for_share()
+        .load(conn)
+        .await?;
+    let entries: Vec<IndexEntries> = batch
+        .iter()
+        .map(|(_, resource_type, content)| {
+            content
+                .as_ref()
+                .map(|c| search_index::extract(resource_type, c, context))
+                .unwrap_or_default()
+        })
+        .collect();
+    let rows: Vec<(i64, &str, &IndexEntries)> = batch
+        .iter()
+        .zip(&entries)
+        .map(|((seq, resource_type, _), entries)| (*seq, resource_type.as_str(), entries))
+        .collect();
+    let seqs: Vec<i64> = batch.iter().map(|row| row.0).collect();
+    delete_rows(conn, &seqs).await?;
+    insert_rows(conn, &rows).await?;
+    Ok(ReindexedBatch {
+        count: batch.len(),
+        last: seqs.last().copied(),
+    })
+}
+
 /// Rebuilds every index row from the current versions, in batches of one transaction each,
 /// then records the rules' fingerprint.
 pub async fn reindex(pool: &Pool, context: &IndexContext) -> ApiResult<usize> {
-    const BATCH: i64 = 500;
     let mut pooled = connection(pool).await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
     let mut after = 0i64;
     let mut total = 0usize;
     loop {
-        let batch: Vec<(i64, String, Option<Value>)> = resources::table
-            .filter(resources::created_seq.gt(after))
-            .order(resources::created_seq)
-            .limit(BATCH)
-            .select((
-                resources::created_seq,
-                resources::resource_type,
-                resources::content,
-            ))
-            .load(conn)
+        let batch = conn
+            .transaction(async |conn: &mut AsyncPgConnection| {
+                reindex_batch(conn, after, context).await
+            })
             .await?;
-        let Some(last) = batch.last().map(|row| row.0) else {
+        let Some(last) = batch.last else {
             break;
         };
-        conn.transaction(async |conn: &mut AsyncPgConnection| -> ApiResult<()> {
-            for (seq, resource_type, content) in &batch {
-                let entries = content
-                    .as_ref()
-                    .map(|c| search_index::extract(resource_type, c, context))
-                    .unwrap_or_default();
-                replace(conn, *seq, resource_type, true, &entries).await?;
-            }
-            Ok(())
-        })
-        .await?;
-        total += batch.len();
+        total += batch.count;
         after = last;
     }
     let fingerprint = search_index::fingerprint(context);

@@ -1,6 +1,7 @@
 //! Everything that talks SQL: the connection pool, migrations, resource versions, history, search.
 //! Transactions start and end in this module; nothing outside it writes SQL.
 
+pub mod bulk;
 pub mod history;
 pub mod index;
 pub mod resources;

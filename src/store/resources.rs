@@ -308,7 +308,7 @@ async fn matching(
 }
 
 /// Server time at the precision PostgreSQL keeps, so JSON and columns agree exactly.
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc::now()
         .duration_trunc(TimeDelta::milliseconds(1))
         .unwrap_or_else(|_| Utc::now())

@@ -68,7 +68,7 @@ async fn unknown_resource_type_is_404() {
 #[tokio::test]
 async fn unsupported_interaction_is_405() {
     let app = TestApp::spawn().await;
-    let response = app.request(Method::DELETE, "Patient").send().await.unwrap();
+    let response = app.request(Method::PATCH, "Patient").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(json(response).await["issue"][0]["code"], "not-supported");
 }

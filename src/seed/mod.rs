@@ -1,5 +1,8 @@
 //! The deterministic synthetic demo clinic: patients with a weight, an infusion series of
 //! IV ketamine dosed in mg/kg, and pre/intra/post vitals and pain scores. No real person.
+//! `synthetic` makes the same kind of clinic at any scale.
+
+pub mod synthetic;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
