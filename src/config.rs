@@ -77,6 +77,18 @@ pub struct Config {
     #[arg(long, global = true, env = "CLINIC_TIMEZONE", default_value = "UTC")]
     pub clinic_timezone: chrono_tz::Tz,
 
+    /// `Bundle.total` of a search's first page when the client sends no `_total`: `none`
+    /// reports it only when that page holds every match (it is then free), `estimate` gives
+    /// the planner's estimate, `accurate` counts every match (costly for large results).
+    #[arg(
+        long,
+        global = true,
+        env = "SEARCH_DEFAULT_TOTAL",
+        value_enum,
+        default_value = "none"
+    )]
+    pub search_default_total: DefaultTotal,
+
     /// Most resources `_include`/`_revinclude` add to one page; beyond it the Bundle says
     /// how many were left out.
     #[arg(long, global = true, env = "MAX_INCLUDES", default_value_t = 1000)]
@@ -134,6 +146,13 @@ pub struct Config {
     /// Number of HTTP worker threads (0 = one per CPU core).
     #[arg(long, global = true, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DefaultTotal {
+    None,
+    Estimate,
+    Accurate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,10 +7,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::auth::TokenVerifier;
-use crate::config::Config;
+use crate::config::{Config, DefaultTotal};
 use crate::fhir::search::PageLimits;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
+use crate::store::search::Total;
 use crate::store::{self, Pool};
 use crate::telemetry;
 
@@ -41,6 +42,11 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             index: config.index_context(address),
             max_includes: config.max_includes,
+            default_total: match config.search_default_total {
+                DefaultTotal::None => Total::WhenComplete,
+                DefaultTotal::Estimate => Total::Estimate,
+                DefaultTotal::Accurate => Total::Accurate,
+            },
         });
         let metrics = web::Data::new(Metrics::new());
         let openapi = crate::openapi::configure(crate::openapi::document());

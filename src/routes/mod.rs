@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::fhir::search::PageLimits;
 use crate::fhir::search_index::IndexContext;
 use crate::store::Pool;
+use crate::store::search::Total;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -24,6 +25,8 @@ pub struct AppState {
     /// How index values are extracted (base URL, clinic zone).
     pub index: IndexContext,
     pub max_includes: usize,
+    /// `Bundle.total` of a first page when the client sends no `_total`.
+    pub default_total: Total,
 }
 
 /// Every endpoint of the service. The FHIR interactions served here are the ones the

@@ -140,8 +140,9 @@ async fn run(
         (Some(TotalMode::None), _, _) => Total::None,
         (Some(TotalMode::Estimate), _, _) => Total::Estimate,
         (Some(TotalMode::Accurate), _, _) => Total::Accurate,
-        // By default the first page counts; later pages don't pay for it again.
-        (None, _, None) => Total::Accurate,
+        // By default the first page reports what the configuration says; later pages
+        // don't pay for a count again.
+        (None, _, None) => state.default_total,
         (None, _, Some(_)) => Total::None,
     };
     let count = if parsed.summary == Summary::Count {

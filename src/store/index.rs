@@ -11,6 +11,7 @@ use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Timestamptz};
 use super::schema::{resources, search_index_state};
 use super::{Pool, connection};
 use crate::error::ApiResult;
+use crate::fhir::definitions::registry;
 use crate::fhir::search_index::{self, IndexContext, IndexEntries};
 
 /// Replaces the index rows of one resource (`entries` empty for a deletion).
@@ -22,21 +23,26 @@ pub async fn replace(
     entries: &IndexEntries,
 ) -> ApiResult<()> {
     if existed {
-        delete_rows(conn, &[resource_seq]).await?;
+        delete_rows(conn, resource_type, &[resource_seq]).await?;
     }
     insert_rows(conn, &[(resource_seq, resource_type, entries)]).await
 }
 
-/// Deletes every index row of these resources, in one statement.
-pub async fn delete_rows(conn: &mut AsyncPgConnection, seqs: &[i64]) -> ApiResult<()> {
+/// Deletes every index row of these resources of one type, in one statement.
+pub async fn delete_rows(
+    conn: &mut AsyncPgConnection,
+    resource_type: &str,
+    seqs: &[i64],
+) -> ApiResult<()> {
     diesel::sql_query(
-        "WITH t AS (DELETE FROM search_token WHERE resource_seq = ANY($1)), \
-              s AS (DELETE FROM search_string WHERE resource_seq = ANY($1)), \
-              d AS (DELETE FROM search_date WHERE resource_seq = ANY($1)), \
-              q AS (DELETE FROM search_quantity WHERE resource_seq = ANY($1)), \
-              r AS (DELETE FROM search_reference WHERE resource_seq = ANY($1)) \
-         DELETE FROM search_uri WHERE resource_seq = ANY($1)",
+        "WITH t AS (DELETE FROM search_token WHERE resource_type = $1 AND resource_seq = ANY($2)), \
+              s AS (DELETE FROM search_string WHERE resource_type = $1 AND resource_seq = ANY($2)), \
+              d AS (DELETE FROM search_date WHERE resource_type = $1 AND resource_seq = ANY($2)), \
+              q AS (DELETE FROM search_quantity WHERE resource_type = $1 AND resource_seq = ANY($2)), \
+              r AS (DELETE FROM search_reference WHERE resource_type = $1 AND resource_seq = ANY($2)) \
+         DELETE FROM search_uri WHERE resource_type = $1 AND resource_seq = ANY($2)",
     )
+    .bind::<Text, _>(resource_type)
     .bind::<Array<BigInt>, _>(seqs)
     .execute(conn)
     .await?;
@@ -216,30 +222,28 @@ struct ReindexedBatch {
     last: Option<i64>,
 }
 
-/// Reindexes the next resources after `after` in creation order. The rows are read `FOR
-/// SHARE`, so a concurrent write of one of them waits until its new index rows cannot be
-/// overwritten by ones built from the version before it.
+/// Reindexes the next resources of one type after `after` in creation order. The rows are
+/// read `FOR SHARE`, so a concurrent write of one of them waits until its new index rows
+/// cannot be overwritten by ones built from the version before it.
 async fn reindex_batch(
     conn: &mut AsyncPgConnection,
+    resource_type: &str,
     after: i64,
     context: &IndexContext,
 ) -> ApiResult<ReindexedBatch> {
     const BATCH: i64 = 1000;
-    let batch: Vec<(i64, String, Option<Value>)> = resources::table
+    let batch: Vec<(i64, Option<Value>)> = resources::table
+        .filter(resources::resource_type.eq(resource_type))
         .filter(resources::created_seq.gt(after))
         .order(resources::created_seq)
         .limit(BATCH)
-        .select((
-            resources::created_seq,
-            resources::resource_type,
-            resources::content,
-        ))
+        .select((resources::created_seq, resources::content))
         .for_share()
         .load(conn)
         .await?;
     let entries: Vec<IndexEntries> = batch
         .iter()
-        .map(|(_, resource_type, content)| {
+        .map(|(_, content)| {
             content
                 .as_ref()
                 .map(|c| search_index::extract(resource_type, c, context))
@@ -249,10 +253,10 @@ async fn reindex_batch(
     let rows: Vec<(i64, &str, &IndexEntries)> = batch
         .iter()
         .zip(&entries)
-        .map(|((seq, resource_type, _), entries)| (*seq, resource_type.as_str(), entries))
+        .map(|((seq, _), entries)| (*seq, resource_type, entries))
         .collect();
     let seqs: Vec<i64> = batch.iter().map(|row| row.0).collect();
-    delete_rows(conn, &seqs).await?;
+    delete_rows(conn, resource_type, &seqs).await?;
     insert_rows(conn, &rows).await?;
     Ok(ReindexedBatch {
         count: batch.len(),
@@ -260,24 +264,26 @@ async fn reindex_batch(
     })
 }
 
-/// Rebuilds every index row from the current versions, in batches of one transaction each,
-/// then records the rules' fingerprint.
+/// Rebuilds every index row from the current versions, type by type in batches of one
+/// transaction each, then records the rules' fingerprint.
 pub async fn reindex(pool: &Pool, context: &IndexContext) -> ApiResult<usize> {
     let mut pooled = connection(pool).await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
-    let mut after = 0i64;
     let mut total = 0usize;
-    loop {
-        let batch = conn
-            .transaction(async |conn: &mut AsyncPgConnection| {
-                reindex_batch(conn, after, context).await
-            })
-            .await?;
-        let Some(last) = batch.last else {
-            break;
-        };
-        total += batch.count;
-        after = last;
+    for resource_type in registry().resource_types() {
+        let mut after = 0i64;
+        loop {
+            let batch = conn
+                .transaction(async |conn: &mut AsyncPgConnection| {
+                    reindex_batch(conn, resource_type, after, context).await
+                })
+                .await?;
+            let Some(last) = batch.last else {
+                break;
+            };
+            total += batch.count;
+            after = last;
+        }
     }
     let fingerprint = search_index::fingerprint(context);
     diesel::insert_into(search_index_state::table)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
@@ -37,10 +37,13 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
         let url = url.to_string();
         async move {
             let mut conn = AsyncPgConnection::establish_with_timeout(&url).await?;
-            diesel::sql_query(format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-                .execute(&mut conn)
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            // JIT compilation pays off for long analytic queries, not for searches that
+            // take milliseconds: its compile time alone would exceed them.
+            conn.batch_execute(&format!(
+                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET jit = off"
+            ))
+            .await
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             Ok(conn)
         }
         .boxed()
@@ -81,17 +84,26 @@ pub async fn connection(pool: &Pool) -> ApiResult<Connection> {
     Ok(pool.get().await?)
 }
 
-/// Applies pending migrations through diesel's synchronous harness on a blocking thread.
+/// Applies pending migrations through diesel's synchronous harness on a blocking thread,
+/// then makes sure every resource type served has its table partitions.
 pub async fn run_migrations(database_url: &str) -> anyhow::Result<Vec<String>> {
     let url = database_url.to_string();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         use diesel::Connection as _;
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)?;
-        conn.batch_execute("SET lock_timeout = '30s'")?;
-        let applied = conn
+        SimpleConnection::batch_execute(&mut conn, "SET lock_timeout = '30s'")?;
+        let applied: Vec<String> = conn
             .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-        Ok(applied.iter().map(ToString::to_string).collect())
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for resource_type in crate::fhir::definitions::registry().resource_types() {
+            let query = diesel::sql_query("SELECT ensure_resource_type_partitions($1)")
+                .bind::<diesel::sql_types::Text, _>(resource_type.as_str());
+            diesel::RunQueryDsl::execute(query, &mut conn)?;
+        }
+        Ok(applied)
     })
     .await?
 }

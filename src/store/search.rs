@@ -34,9 +34,12 @@ pub struct Cursor {
     pub backwards: bool,
 }
 
+/// How `total` is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Total {
     None,
+    /// Only when it is free: on a first page that holds every match.
+    WhenComplete,
     Estimate,
     Accurate,
 }
@@ -391,7 +394,11 @@ fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Fi
             sql.push(&format!(" AND {x}.target_type = "))
                 .text(target_type)
                 .push(&format!(
-                    " AND EXISTS (SELECT 1 FROM resources {target} WHERE {target}.resource_type = {x}.target_type AND {target}.id = {x}.target_id AND NOT {target}.deleted AND "
+                    " AND EXISTS (SELECT 1 FROM resources {target} WHERE {target}.resource_type = "
+                ))
+                .text(target_type)
+                .push(&format!(
+                    " AND {target}.id = {x}.target_id AND NOT {target}.deleted AND "
                 ));
             filter_condition(sql, &target, target_type, inner);
             sql.push("))");
@@ -404,8 +411,10 @@ fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Fi
             let x = sql.alias("x");
             let source = sql.alias("s");
             sql.push(&format!(
-                "EXISTS (SELECT 1 FROM search_reference {x} JOIN resources {source} ON {source}.created_seq = {x}.resource_seq WHERE {x}.resource_type = "
+                "EXISTS (SELECT 1 FROM search_reference {x} JOIN resources {source} ON {source}.created_seq = {x}.resource_seq AND {source}.resource_type = "
             ))
+            .text(source_type)
+            .push(&format!(" WHERE {x}.resource_type = "))
             .text(source_type)
             .push(&format!(" AND {x}.param = "))
             .text(param)
@@ -427,8 +436,8 @@ fn from_where(sql: &mut Sql, query: &SearchQuery) {
     }
 }
 
-/// The scalar SQL of a sort key for the row `r`.
-fn sort_expression(sql: &mut Sql, sort: &Sort) {
+/// The scalar SQL of a sort key for the row `r` of type `resource_type`.
+fn sort_expression(sql: &mut Sql, resource_type: &str, sort: &Sort) {
     let (kind, param) = match &sort.key {
         SortKey::Id => {
             sql.push("r.id");
@@ -452,9 +461,14 @@ fn sort_expression(sql: &mut Sql, sort: &Sort) {
         IndexKind::Reference => "coalesce(x.target_id, x.url)".to_string(),
         IndexKind::Uri => "x.uri".to_string(),
     };
-    sql.push(&format!("(SELECT {aggregate}({column}) FROM {} x WHERE x.resource_seq = r.created_seq AND x.param = ", table(kind)))
-        .text(param)
-        .push(")");
+    sql.push(&format!(
+        "(SELECT {aggregate}({column}) FROM {} x WHERE x.resource_type = ",
+        table(kind)
+    ))
+    .text(resource_type)
+    .push(" AND x.resource_seq = r.created_seq AND x.param = ")
+    .text(param)
+    .push(")");
 }
 
 fn sort_value_kind(sort: &Sort) -> IndexKind {
@@ -465,16 +479,26 @@ fn sort_value_kind(sort: &Sort) -> IndexKind {
     }
 }
 
-/// The ordered comparison components: for each sort key its null flag (nulls last) and
-/// its value, then the creation sequence. `(expression, descending)`.
-fn order_components(sort: &[Sort], backwards: bool) -> Vec<(String, bool)> {
+/// The ordered comparison components of the rows `alias`: for each sort key its null flag
+/// (nulls last) and its value, then the creation sequence. `(expression, descending)`.
+fn order_components(alias: &str, sort: &[Sort], backwards: bool) -> Vec<(String, bool)> {
     let mut components = Vec::new();
     for (index, key) in sort.iter().enumerate() {
-        components.push((format!("(q.k{index} IS NULL)"), backwards));
-        components.push((format!("q.k{index}"), key.descending != backwards));
+        components.push((format!("({alias}.k{index} IS NULL)"), backwards));
+        components.push((format!("{alias}.k{index}"), key.descending != backwards));
     }
-    components.push(("q.seq".to_string(), backwards));
+    components.push((format!("{alias}.seq"), backwards));
     components
+}
+
+fn order_by(components: &[(String, bool)]) -> String {
+    components
+        .iter()
+        .map(|(expression, descending)| {
+            format!("{expression} {}", if *descending { "DESC" } else { "ASC" })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn bind_sort_value(value: &SortValue) -> Option<Bind> {
@@ -574,38 +598,45 @@ pub async fn search(pool: &Pool, query: &SearchQuery) -> ApiResult<SearchPage> {
 /// `search` on a given connection (inside a caller's transaction).
 pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> ApiResult<SearchPage> {
     let backwards = query.cursor.as_ref().is_some_and(|c| c.backwards);
+    let keys: Vec<String> = (0..query.sort.len()).map(|i| format!("k{i}")).collect();
+    let key_list = |alias: &str| -> String {
+        keys.iter()
+            .map(|key| format!(", {alias}.{key}"))
+            .collect::<String>()
+    };
+    // The page's sequences and sort keys are found first, from the index alone; only the
+    // rows of the page are then joined to their content.
     let mut page = Sql::default();
-    let keys: Vec<String> = (0..query.sort.len())
-        .map(|index| format!("q.k{index}"))
-        .collect();
     page.push(&format!(
-        "SELECT q.seq, q.content, jsonb_build_array({}) AS keys",
-        keys.join(", ")
+        "SELECT p.seq, c.content, jsonb_build_array({}) AS keys FROM (SELECT q.seq{} FROM (SELECT r.created_seq AS seq",
+        keys.iter()
+            .map(|key| format!("p.{key}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        key_list("q"),
     ));
-    page.push(" FROM (SELECT r.created_seq AS seq, r.content");
     for (index, sort) in query.sort.iter().enumerate() {
         page.push(", ");
-        sort_expression(&mut page, sort);
+        sort_expression(&mut page, &query.resource_type, sort);
         page.push(&format!(" AS k{index}"));
     }
     from_where(&mut page, query);
     page.push(") q");
-    let components = order_components(&query.sort, backwards);
+    let inner = order_components("q", &query.sort, backwards);
     if let Some(cursor) = &query.cursor {
         page.push(" WHERE ");
-        keyset_condition(&mut page, &components, cursor);
+        keyset_condition(&mut page, &inner, cursor);
     }
-    page.push(" ORDER BY ");
-    let order: Vec<String> = components
-        .iter()
-        .map(|(expression, descending)| {
-            format!("{expression} {}", if *descending { "DESC" } else { "ASC" })
-        })
-        .collect();
-    page.push(&order.join(", "))
+    page.push(" ORDER BY ")
+        .push(&order_by(&inner))
         .push(" LIMIT ")
-        .bind(Bind::BigInt(query.count + 1));
+        .bind(Bind::BigInt(query.count + 1))
+        .push(") p JOIN resources c ON c.resource_type = ")
+        .text(&query.resource_type)
+        .push(" AND c.created_seq = p.seq ORDER BY ")
+        .push(&order_by(&order_components("p", &query.sort, backwards)));
 
+    tracing::debug!(sql = %page.text, "search page query");
     let rows = load_rows(conn, page, &query.sort).await?;
     let has_more = rows.len() as i64 > query.count;
     let mut rows: Vec<PageRow> = rows.into_iter().take(query.count as usize).collect();
@@ -636,7 +667,8 @@ pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> Api
         )
     };
     let total = match query.total {
-        Total::None => None,
+        Total::WhenComplete if query.cursor.is_none() && !has_more => Some(rows.len() as i64),
+        Total::None | Total::WhenComplete => None,
         Total::Accurate => {
             let mut count = Sql::default();
             count.push("SELECT count(*) AS count");

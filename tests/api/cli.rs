@@ -71,9 +71,12 @@ async fn seed_demo_loads_the_clinic_once_and_is_idempotent() {
         assert_eq!(app.count_rows("resources").await, expected);
         assert_eq!(app.count_rows("resource_versions").await, expected);
     }
-    assert_eq!(json(app.get("Patient?_count=0").await).await["total"], 50);
+    assert_eq!(
+        json(app.get("Patient?_summary=count").await).await["total"],
+        50
+    );
     let series = json(
-        app.get("MedicationAdministration?patient=demo-patient-01")
+        app.get("MedicationAdministration?patient=demo-patient-01&_total=accurate")
             .await,
     )
     .await;

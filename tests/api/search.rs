@@ -122,7 +122,7 @@ async fn count_pages_with_next_links_that_work_and_stay_stable() {
                 .to_string(),
         );
     }
-    let first = json(app.get("Patient?_count=2").await).await;
+    let first = json(app.get("Patient?_count=2&_total=accurate").await).await;
     assert_eq!(ids(&first), created[0..2]);
     assert_eq!(first["total"], 5);
     let next = first["link"]
@@ -145,6 +145,33 @@ async fn count_pages_with_next_links_that_work_and_stay_stable() {
     )
     .await;
     assert_eq!(ids(&second), created[2..4]);
+}
+
+#[tokio::test]
+async fn by_default_the_total_is_given_only_when_the_first_page_holds_every_match() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.create(&patient()).await;
+    }
+    let complete = json(app.get("Patient?_count=3").await).await;
+    assert_eq!(complete["total"], 3);
+    let partial = json(app.get("Patient?_count=2").await).await;
+    assert!(partial.get("total").is_none(), "{partial}");
+    assert_eq!(partial["entry"].as_array().unwrap().len(), 2);
+    let explicit_none = json(app.get("Patient?_count=3&_total=none").await).await;
+    assert!(explicit_none.get("total").is_none());
+
+    let counting = TestApp::spawn_with(|config| {
+        config.search_default_total = ketamine_fhir::config::DefaultTotal::Accurate
+    })
+    .await;
+    for _ in 0..3 {
+        counting.create(&patient()).await;
+    }
+    assert_eq!(
+        json(counting.get("Patient?_count=2").await).await["total"],
+        3
+    );
 }
 
 #[tokio::test]
