@@ -42,8 +42,10 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
-    /// Maximum number of pooled database connections.
-    #[arg(long, global = true, env = "DB_POOL_SIZE", default_value_t = 16)]
+    /// Maximum number of pooled database connections (0 = twice the CPU cores plus one).
+    /// More connections than PostgreSQL can run at once only add contention: requests then
+    /// wait their turn in the pool instead, which keeps tail latency low.
+    #[arg(long, global = true, env = "DB_POOL_SIZE", default_value_t = 0)]
     pub db_pool_size: usize,
 
     /// How long a request waits for a pooled connection (or a new one) before it gets a 503.
@@ -176,6 +178,14 @@ impl Config {
         crate::fhir::search_index::IndexContext {
             base_url: self.base_url_for(bound),
             zone: self.clinic_timezone,
+        }
+    }
+
+    /// The pool size, with 0 resolved against the machine's cores.
+    pub fn pool_size(&self) -> usize {
+        match self.db_pool_size {
+            0 => 2 * std::thread::available_parallelism().map_or(2, |n| n.get()) + 1,
+            size => size,
         }
     }
 

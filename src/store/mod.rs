@@ -54,7 +54,7 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
     );
     let timeout = config.db_acquire_timeout();
     Ok(Pool::builder(manager)
-        .max_size(config.db_pool_size)
+        .max_size(config.pool_size())
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
         .recycle_timeout(Some(timeout))

@@ -326,6 +326,16 @@ fn value_condition(sql: &mut Sql, x: &str, value: &ValueMatch) {
 
 /// `EXISTS (SELECT 1 FROM <index> x WHERE x belongs to <alias> and is <param>` — the caller
 /// adds its conditions and the closing parenthesis.
+/// A page of creation order starts after (`>`) or, going back, before (`<`) this sequence.
+/// Stated inside each index subquery too: the planner does not carry an inequality across
+/// the join, and an index scan from the first row would make a deep page cost more than the
+/// first one.
+#[derive(Debug, Clone, Copy)]
+struct SeqBound {
+    operator: &'static str,
+    seq: i64,
+}
+
 fn open_index_rows(
     sql: &mut Sql,
     alias: &str,
@@ -333,6 +343,7 @@ fn open_index_rows(
     kind: IndexKind,
     param: &str,
     negate: bool,
+    bound: Option<SeqBound>,
 ) -> String {
     let x = sql.alias("x");
     let not = if negate { "NOT " } else { "" };
@@ -340,11 +351,22 @@ fn open_index_rows(
         .text(resource_type)
         .push(&format!(" AND {x}.param = "))
         .text(param);
+    if let Some(bound) = bound {
+        sql.push(&format!(" AND {x}.resource_seq {} ", bound.operator))
+            .bind(Bind::BigInt(bound.seq));
+    }
     x
 }
 
-/// The SQL condition for `filter` on the resource row `alias` of type `resource_type`.
-fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Filter) {
+/// The SQL condition for `filter` on the resource row `alias` of type `resource_type`;
+/// `bound` is the page's creation-order bound when `alias` is the searched row.
+fn filter_condition(
+    sql: &mut Sql,
+    alias: &str,
+    resource_type: &str,
+    filter: &Filter,
+    bound: Option<SeqBound>,
+) {
     match filter {
         Filter::Ids(ids) => {
             sql.push(&format!("{alias}.id = ANY("))
@@ -364,7 +386,7 @@ fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Fi
             values,
             negate,
         } => {
-            let x = open_index_rows(sql, alias, resource_type, *kind, param, *negate);
+            let x = open_index_rows(sql, alias, resource_type, *kind, param, *negate, bound);
             sql.push(" AND ")
                 .any_of(values, |sql, value| value_condition(sql, &x, value))
                 .push(")");
@@ -374,7 +396,7 @@ fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Fi
             kind,
             missing,
         } => {
-            open_index_rows(sql, alias, resource_type, *kind, param, *missing);
+            open_index_rows(sql, alias, resource_type, *kind, param, *missing, bound);
             sql.push(")");
         }
         Filter::Chain {
@@ -389,6 +411,7 @@ fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Fi
                 IndexKind::Reference,
                 param,
                 false,
+                bound,
             );
             let target = sql.alias("t");
             sql.push(&format!(" AND {x}.target_type = "))
@@ -400,7 +423,7 @@ fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Fi
                 .push(&format!(
                     " AND {target}.id = {x}.target_id AND NOT {target}.deleted AND "
                 ));
-            filter_condition(sql, &target, target_type, inner);
+            filter_condition(sql, &target, target_type, inner, None);
             sql.push("))");
         }
         Filter::Has {
@@ -419,21 +442,30 @@ fn filter_condition(sql: &mut Sql, alias: &str, resource_type: &str, filter: &Fi
             .push(&format!(" AND {x}.param = "))
             .text(param)
             .push(&format!(" AND {x}.target_type = {alias}.resource_type AND {x}.target_id = {alias}.id AND NOT {source}.deleted AND "));
-            filter_condition(sql, &source, source_type, inner);
+            filter_condition(sql, &source, source_type, inner, None);
             sql.push(")");
         }
     }
 }
 
 /// `FROM resources r WHERE <type, live, filters>`
-fn from_where(sql: &mut Sql, query: &SearchQuery) {
+fn from_where(sql: &mut Sql, query: &SearchQuery, bound: Option<SeqBound>) {
     sql.push(" FROM resources r WHERE r.resource_type = ")
         .text(&query.resource_type)
         .push(" AND NOT r.deleted");
     for filter in &query.filters {
         sql.push(" AND ");
-        filter_condition(sql, "r", &query.resource_type, filter);
+        filter_condition(sql, "r", &query.resource_type, filter, bound);
     }
+}
+
+/// The creation-order bound of a page in creation order (no `_sort`) after its first.
+fn seq_bound(query: &SearchQuery) -> Option<SeqBound> {
+    let cursor = query.cursor.as_ref().filter(|_| query.sort.is_empty())?;
+    Some(SeqBound {
+        operator: if cursor.backwards { "<" } else { ">" },
+        seq: cursor.seq,
+    })
 }
 
 /// The scalar SQL of a sort key for the row `r` of type `resource_type`.
@@ -620,7 +652,12 @@ pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> Api
         sort_expression(&mut page, &query.resource_type, sort);
         page.push(&format!(" AS k{index}"));
     }
-    from_where(&mut page, query);
+    from_where(&mut page, query, seq_bound(query));
+    if !query.sort.is_empty() {
+        // Keeps each sort key a column computed once, not a subplan copied into every
+        // ORDER BY and keyset term (which multiplies planning time).
+        page.push(" OFFSET 0");
+    }
     page.push(") q");
     let inner = order_components("q", &query.sort, backwards);
     if let Some(cursor) = &query.cursor {
@@ -672,14 +709,14 @@ pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> Api
         Total::Accurate => {
             let mut count = Sql::default();
             count.push("SELECT count(*) AS count");
-            from_where(&mut count, query);
+            from_where(&mut count, query, None);
             let row: CountRow = count.into_query().get_result(conn).await?;
             Some(row.count)
         }
         Total::Estimate => {
             let mut explain = Sql::default();
             explain.push("EXPLAIN (FORMAT JSON) SELECT 1");
-            from_where(&mut explain, query);
+            from_where(&mut explain, query, None);
             let row: PlanRow = explain.into_query().get_result(conn).await?;
             row.plan[0]["Plan"]["Plan Rows"]
                 .as_f64()

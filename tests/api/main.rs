@@ -10,6 +10,7 @@ mod crud;
 mod errors;
 mod history;
 mod search;
+mod search_oracle;
 mod search_params;
 mod system;
 mod validation;
