@@ -38,9 +38,12 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
         async move {
             let mut conn = AsyncPgConnection::establish_with_timeout(&url).await?;
             // JIT compilation pays off for long analytic queries, not for searches that
-            // take milliseconds: its compile time alone would exceed them.
+            // take milliseconds: its compile time alone would exceed them. Merge joins are
+            // off because the planner costs them from a column's whole range: a search page
+            // that starts deep in creation order (`resource_seq > cursor`) was planned as a
+            // merge that first reads every index row before the cursor.
             conn.batch_execute(&format!(
-                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET jit = off"
+                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET jit = off; SET enable_mergejoin = off"
             ))
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

@@ -326,47 +326,70 @@ fn value_condition(sql: &mut Sql, x: &str, value: &ValueMatch) {
 
 /// `EXISTS (SELECT 1 FROM <index> x WHERE x belongs to <alias> and is <param>` — the caller
 /// adds its conditions and the closing parenthesis.
-/// A page of creation order starts after (`>`) or, going back, before (`<`) this sequence.
-/// Stated inside each index subquery too: the planner does not carry an inequality across
-/// the join, and an index scan from the first row would make a deep page cost more than the
-/// first one.
-#[derive(Debug, Clone, Copy)]
-struct SeqBound {
-    operator: &'static str,
-    seq: i64,
-}
-
 fn open_index_rows(
     sql: &mut Sql,
-    alias: &str,
+    row_seq: &str,
     resource_type: &str,
     kind: IndexKind,
     param: &str,
     negate: bool,
-    bound: Option<SeqBound>,
 ) -> String {
     let x = sql.alias("x");
     let not = if negate { "NOT " } else { "" };
-    sql.push(&format!("{not}EXISTS (SELECT 1 FROM {} {x} WHERE {x}.resource_seq = {alias}.created_seq AND {x}.resource_type = ", table(kind)))
+    sql.push(&format!("{not}EXISTS (SELECT 1 FROM {} {x} WHERE {x}.resource_seq = {row_seq} AND {x}.resource_type = ", table(kind)))
         .text(resource_type)
         .push(&format!(" AND {x}.param = "))
         .text(param);
-    if let Some(bound) = bound {
-        sql.push(&format!(" AND {x}.resource_seq {} ", bound.operator))
-            .bind(Bind::BigInt(bound.seq));
-    }
     x
 }
 
-/// The SQL condition for `filter` on the resource row `alias` of type `resource_type`;
-/// `bound` is the page's creation-order bound when `alias` is the searched row.
-fn filter_condition(
-    sql: &mut Sql,
-    alias: &str,
-    resource_type: &str,
-    filter: &Filter,
-    bound: Option<SeqBound>,
-) {
+/// The row a condition is about: a `resources` row, or (in the index-driven form of a
+/// page) an index row standing for one, of which only the sequence is at hand.
+#[derive(Debug, Clone, Copy)]
+struct Row<'a> {
+    alias: &'a str,
+    seq_column: &'static str,
+}
+
+impl Row<'_> {
+    fn resource(alias: &str) -> Row<'_> {
+        Row {
+            alias,
+            seq_column: "created_seq",
+        }
+    }
+
+    fn seq(&self) -> String {
+        format!("{}.{}", self.alias, self.seq_column)
+    }
+
+    fn is_resource(&self) -> bool {
+        self.seq_column == "created_seq"
+    }
+}
+
+/// The SQL condition for `filter` on `row`, of type `resource_type`.
+fn filter_condition(sql: &mut Sql, row: Row, resource_type: &str, filter: &Filter) {
+    let needs_resource_row = matches!(
+        filter,
+        Filter::Ids(_) | Filter::LastUpdated(_) | Filter::Has { .. }
+    );
+    if needs_resource_row && !row.is_resource() {
+        let alias = sql.alias("r");
+        sql.push(&format!(
+            "EXISTS (SELECT 1 FROM resources {alias} WHERE {alias}.resource_type = "
+        ))
+        .text(resource_type)
+        .push(&format!(
+            " AND {alias}.created_seq = {} AND NOT {alias}.deleted AND ",
+            row.seq()
+        ));
+        filter_condition(sql, Row::resource(&alias), resource_type, filter);
+        sql.push(")");
+        return;
+    }
+    let alias = row.alias;
+    let row_seq = row.seq();
     match filter {
         Filter::Ids(ids) => {
             sql.push(&format!("{alias}.id = ANY("))
@@ -386,7 +409,7 @@ fn filter_condition(
             values,
             negate,
         } => {
-            let x = open_index_rows(sql, alias, resource_type, *kind, param, *negate, bound);
+            let x = open_index_rows(sql, &row_seq, resource_type, *kind, param, *negate);
             sql.push(" AND ")
                 .any_of(values, |sql, value| value_condition(sql, &x, value))
                 .push(")");
@@ -396,7 +419,7 @@ fn filter_condition(
             kind,
             missing,
         } => {
-            open_index_rows(sql, alias, resource_type, *kind, param, *missing, bound);
+            open_index_rows(sql, &row_seq, resource_type, *kind, param, *missing);
             sql.push(")");
         }
         Filter::Chain {
@@ -406,12 +429,11 @@ fn filter_condition(
         } => {
             let x = open_index_rows(
                 sql,
-                alias,
+                &row_seq,
                 resource_type,
                 IndexKind::Reference,
                 param,
                 false,
-                bound,
             );
             let target = sql.alias("t");
             sql.push(&format!(" AND {x}.target_type = "))
@@ -423,7 +445,7 @@ fn filter_condition(
                 .push(&format!(
                     " AND {target}.id = {x}.target_id AND NOT {target}.deleted AND "
                 ));
-            filter_condition(sql, &target, target_type, inner, None);
+            filter_condition(sql, Row::resource(&target), target_type, inner);
             sql.push("))");
         }
         Filter::Has {
@@ -442,30 +464,21 @@ fn filter_condition(
             .push(&format!(" AND {x}.param = "))
             .text(param)
             .push(&format!(" AND {x}.target_type = {alias}.resource_type AND {x}.target_id = {alias}.id AND NOT {source}.deleted AND "));
-            filter_condition(sql, &source, source_type, inner, None);
+            filter_condition(sql, Row::resource(&source), source_type, inner);
             sql.push(")");
         }
     }
 }
 
 /// `FROM resources r WHERE <type, live, filters>`
-fn from_where(sql: &mut Sql, query: &SearchQuery, bound: Option<SeqBound>) {
+fn from_where(sql: &mut Sql, query: &SearchQuery) {
     sql.push(" FROM resources r WHERE r.resource_type = ")
         .text(&query.resource_type)
         .push(" AND NOT r.deleted");
     for filter in &query.filters {
         sql.push(" AND ");
-        filter_condition(sql, "r", &query.resource_type, filter, bound);
+        filter_condition(sql, Row::resource("r"), &query.resource_type, filter);
     }
-}
-
-/// The creation-order bound of a page in creation order (no `_sort`) after its first.
-fn seq_bound(query: &SearchQuery) -> Option<SeqBound> {
-    let cursor = query.cursor.as_ref().filter(|_| query.sort.is_empty())?;
-    Some(SeqBound {
-        operator: if cursor.backwards { "<" } else { ">" },
-        seq: cursor.seq,
-    })
 }
 
 /// The scalar SQL of a sort key for the row `r` of type `resource_type`.
@@ -622,22 +635,81 @@ struct PageRow {
     values: Vec<SortValue>,
 }
 
-pub async fn search(pool: &Pool, query: &SearchQuery) -> ApiResult<SearchPage> {
-    let mut conn = connection(pool).await?;
-    search_on(&mut conn, query).await
+/// The filter whose index rows drive a page in creation order (no `_sort`): the first one
+/// that matches values of a parameter.
+fn index_driver(query: &SearchQuery) -> Option<usize> {
+    if !query.sort.is_empty() {
+        return None;
+    }
+    query
+        .filters
+        .iter()
+        .position(|filter| matches!(filter, Filter::Values { negate: false, .. }))
 }
 
-/// `search` on a given connection (inside a caller's transaction).
-pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> ApiResult<SearchPage> {
-    let backwards = query.cursor.as_ref().is_some_and(|c| c.backwards);
+/// A page in creation order driven by one filter's index rows, read in `resource_seq` order
+/// from the cursor on, the other filters probed for each, until the page is full. Index
+/// rows exist only for live resources of the type, so `resources` is joined only for the
+/// page's content. Its cost follows the page, not its depth in the result, whatever the
+/// planner estimates: the plan has no other order to start from.
+fn page_driven_by_index(query: &SearchQuery, driver: usize, backwards: bool) -> Sql {
+    let Filter::Values {
+        param,
+        kind,
+        values,
+        ..
+    } = &query.filters[driver]
+    else {
+        unreachable!("index_driver picks value filters")
+    };
+    let mut page = Sql::default();
+    page.push(&format!(
+        "SELECT p.seq, c.content, jsonb_build_array() AS keys FROM (SELECT DISTINCT ON (d.resource_seq) d.resource_seq AS seq FROM {} d WHERE d.resource_type = ",
+        table(*kind)
+    ))
+    .text(&query.resource_type)
+    .push(" AND d.param = ")
+    .text(param)
+    .push(" AND ")
+    .any_of(values, |sql, value| value_condition(sql, "d", value));
+    if let Some(cursor) = &query.cursor {
+        page.push(if backwards {
+            " AND d.resource_seq < "
+        } else {
+            " AND d.resource_seq > "
+        })
+        .bind(Bind::BigInt(cursor.seq));
+    }
+    let row = Row {
+        alias: "d",
+        seq_column: "resource_seq",
+    };
+    for (index, filter) in query.filters.iter().enumerate() {
+        if index != driver {
+            page.push(" AND ");
+            filter_condition(&mut page, row, &query.resource_type, filter);
+        }
+    }
+    let direction = if backwards { "DESC" } else { "ASC" };
+    page.push(&format!(" ORDER BY d.resource_seq {direction} LIMIT "))
+        .bind(Bind::BigInt(query.count + 1))
+        .push(") p JOIN resources c ON c.resource_type = ")
+        .text(&query.resource_type)
+        .push(&format!(
+            " AND c.created_seq = p.seq AND NOT c.deleted ORDER BY p.seq {direction}"
+        ));
+    page
+}
+
+/// A page over the `resources` rows of the type: sort keys and sequences found first, from
+/// the index alone, and only the rows of the page then joined to their content.
+fn page_over_resources(query: &SearchQuery, backwards: bool) -> Sql {
     let keys: Vec<String> = (0..query.sort.len()).map(|i| format!("k{i}")).collect();
     let key_list = |alias: &str| -> String {
         keys.iter()
             .map(|key| format!(", {alias}.{key}"))
             .collect::<String>()
     };
-    // The page's sequences and sort keys are found first, from the index alone; only the
-    // rows of the page are then joined to their content.
     let mut page = Sql::default();
     page.push(&format!(
         "SELECT p.seq, c.content, jsonb_build_array({}) AS keys FROM (SELECT q.seq{} FROM (SELECT r.created_seq AS seq",
@@ -652,7 +724,7 @@ pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> Api
         sort_expression(&mut page, &query.resource_type, sort);
         page.push(&format!(" AS k{index}"));
     }
-    from_where(&mut page, query, seq_bound(query));
+    from_where(&mut page, query);
     if !query.sort.is_empty() {
         // Keeps each sort key a column computed once, not a subplan copied into every
         // ORDER BY and keyset term (which multiplies planning time).
@@ -672,7 +744,21 @@ pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> Api
         .text(&query.resource_type)
         .push(" AND c.created_seq = p.seq ORDER BY ")
         .push(&order_by(&order_components("p", &query.sort, backwards)));
+    page
+}
 
+pub async fn search(pool: &Pool, query: &SearchQuery) -> ApiResult<SearchPage> {
+    let mut conn = connection(pool).await?;
+    search_on(&mut conn, query).await
+}
+
+/// `search` on a given connection (inside a caller's transaction).
+pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> ApiResult<SearchPage> {
+    let backwards = query.cursor.as_ref().is_some_and(|c| c.backwards);
+    let page = match index_driver(query) {
+        Some(driver) => page_driven_by_index(query, driver, backwards),
+        None => page_over_resources(query, backwards),
+    };
     tracing::debug!(sql = %page.text, "search page query");
     let rows = load_rows(conn, page, &query.sort).await?;
     let has_more = rows.len() as i64 > query.count;
@@ -709,14 +795,14 @@ pub async fn search_on(conn: &mut AsyncPgConnection, query: &SearchQuery) -> Api
         Total::Accurate => {
             let mut count = Sql::default();
             count.push("SELECT count(*) AS count");
-            from_where(&mut count, query, None);
+            from_where(&mut count, query);
             let row: CountRow = count.into_query().get_result(conn).await?;
             Some(row.count)
         }
         Total::Estimate => {
             let mut explain = Sql::default();
             explain.push("EXPLAIN (FORMAT JSON) SELECT 1");
-            from_where(&mut explain, query, None);
+            from_where(&mut explain, query);
             let row: PlanRow = explain.into_query().get_result(conn).await?;
             row.plan[0]["Plan"]["Plan Rows"]
                 .as_f64()

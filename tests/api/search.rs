@@ -245,3 +245,72 @@ async fn deleted_and_updated_resources_are_searched_by_their_current_version() {
         .unwrap();
     assert_eq!(json(app.get("Patient").await).await["total"], 0);
 }
+
+fn link_url(bundle: &serde_json::Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .map(|l| l["url"].as_str().unwrap().to_string())
+}
+
+async fn follow(app: &TestApp, url: &str) -> serde_json::Value {
+    json(
+        app.client
+            .get(url)
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn filtered_pages_in_creation_order_go_both_ways_once_per_resource() {
+    let app = TestApp::spawn().await;
+    let subject = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut created = Vec::new();
+    for bpm in 60..67 {
+        let mut observation = heart_rate(&subject, bpm);
+        // Two codings with the same code: two index rows, still one match.
+        observation["code"]["coding"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"system": "urn:clinic:codes", "code": "8867-4"}));
+        created.push(
+            app.create(&observation).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        app.create(&infusion(&subject)).await;
+    }
+    let first = json(
+        app.get("Observation?code=8867-4&value-quantity=ge61&_count=2")
+            .await,
+    )
+    .await;
+    assert_eq!(ids(&first), created[1..3]);
+    assert!(link_url(&first, "previous").is_none());
+    app.create(&heart_rate(&subject, 99)).await; // a write between pages
+    let second = follow(&app, &link_url(&first, "next").unwrap()).await;
+    assert_eq!(ids(&second), created[3..5]);
+    let third = follow(&app, &link_url(&second, "next").unwrap()).await;
+    assert_eq!(ids(&third), created[5..7]);
+    let fourth = follow(&app, &link_url(&third, "next").unwrap()).await;
+    assert_eq!(
+        ids(&fourth).len(),
+        1,
+        "the heart rate written after the first page"
+    );
+    assert!(link_url(&fourth, "next").is_none());
+    let back = follow(&app, &link_url(&third, "previous").unwrap()).await;
+    assert_eq!(ids(&back), created[3..5]);
+    let back_again = follow(&app, &link_url(&back, "previous").unwrap()).await;
+    assert_eq!(ids(&back_again), created[1..3]);
+    assert!(link_url(&back_again, "previous").is_none());
+}
