@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::FHIR_VERSION;
 use super::definitions::registry;
-use super::search_index::indexed_parameters;
+use super::search_index::{IndexKind, indexed_parameters};
 
 /// The interactions served for every resource type (see `routes::configure`).
 pub const TYPE_INTERACTIONS: &[&str] = &[
@@ -41,6 +41,24 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
                     "documentation": definition.map(|d| d.description.lines().next().unwrap_or_default().to_string()).unwrap_or_default(),
                 }));
             }
+            let search_include: Vec<String> = indexed_parameters(resource_type)
+                .iter()
+                .filter(|p| p.kind == IndexKind::Reference)
+                .map(|p| format!("{resource_type}:{}", p.code))
+                .collect();
+            let search_rev_include: Vec<String> = registry
+                .resource_types()
+                .iter()
+                .flat_map(|source| {
+                    indexed_parameters(source)
+                        .iter()
+                        .filter(|p| {
+                            p.kind == IndexKind::Reference
+                                && p.targets.iter().any(|t| t == resource_type)
+                        })
+                        .map(move |p| format!("{source}:{}", p.code))
+                })
+                .collect();
             json!({
                 "type": resource_type,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
@@ -51,6 +69,8 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
                 "conditionalCreate": true,
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
+                "searchInclude": search_include,
+                "searchRevInclude": search_rev_include,
                 "searchParam": search_params,
             })
         })

@@ -24,11 +24,12 @@ const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 
-/// A small deterministic generator (SplitMix64), so the demo clinic is the same everywhere.
-struct Dice(u64);
+/// A small deterministic generator (SplitMix64), so the demo clinic is the same everywhere
+/// (the tests also use it to generate queries).
+pub struct Dice(pub u64);
 
 impl Dice {
-    fn next(&mut self) -> u64 {
+    pub fn roll(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -36,12 +37,17 @@ impl Dice {
         z ^ (z >> 31)
     }
 
-    fn between(&mut self, low: i64, high: i64) -> i64 {
-        low + (self.next() % ((high - low + 1) as u64)) as i64
+    pub fn between(&mut self, low: i64, high: i64) -> i64 {
+        low + (self.roll() % ((high - low + 1) as u64)) as i64
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.roll() % n as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
     }
 }
 
@@ -96,6 +102,132 @@ fn vital(id: String, patient: &str, at: DateTime<Utc>, code: Value, text: &str) 
     })
 }
 
+/// A made-up person: sex, names and birth date drawn from the lists.
+struct Person {
+    female: bool,
+    given: &'static str,
+    family: &'static str,
+    birth_date: String,
+}
+
+fn person(
+    dice: &mut Dice,
+    names: (&[&'static str], &[&'static str], &[&'static str]),
+    birth_years: (i64, i64),
+) -> Person {
+    let (given_female, given_male, families) = names;
+    let female = dice.roll().is_multiple_of(2);
+    let given = if female {
+        *dice.pick(given_female)
+    } else {
+        *dice.pick(given_male)
+    };
+    let family = *dice.pick(families);
+    let birth_date = format!(
+        "{}-{:02}-{:02}",
+        dice.between(birth_years.0, birth_years.1),
+        dice.between(1, 12),
+        dice.between(1, 28)
+    );
+    Person {
+        female,
+        given,
+        family,
+        birth_date,
+    }
+}
+
+fn body_weight(id: String, patient: &str, at: DateTime<Utc>, kg: f64) -> Value {
+    let mut weight = vital(
+        id,
+        patient,
+        at,
+        json!([coding(LOINC, "29463-7", "Body weight")]),
+        "Body weight",
+    );
+    weight["valueQuantity"] = quantity(kg, "kg");
+    weight
+}
+
+fn blood_pressure(
+    id: String,
+    patient: &str,
+    at: DateTime<Utc>,
+    systolic: i64,
+    diastolic: i64,
+) -> Value {
+    let mut bp = vital(
+        id,
+        patient,
+        at,
+        json!([coding(LOINC, "85354-9", "Blood pressure panel")]),
+        "Blood pressure",
+    );
+    bp["component"] = json!([
+        {"code": {"coding": [coding(LOINC, "8480-6", "Systolic blood pressure")]}, "valueQuantity": quantity(systolic as f64, "mm[Hg]")},
+        {"code": {"coding": [coding(LOINC, "8462-4", "Diastolic blood pressure")]}, "valueQuantity": quantity(diastolic as f64, "mm[Hg]")}
+    ]);
+    bp
+}
+
+fn heart_rate(id: String, patient: &str, at: DateTime<Utc>, bpm: i64) -> Value {
+    let mut heart_rate = vital(
+        id,
+        patient,
+        at,
+        json!([coding(LOINC, "8867-4", "Heart rate")]),
+        "Heart rate",
+    );
+    heart_rate["valueQuantity"] = quantity(bpm as f64, "/min");
+    heart_rate
+}
+
+fn oxygen_saturation(id: String, patient: &str, at: DateTime<Utc>, percent: i64) -> Value {
+    let mut spo2 = vital(
+        id,
+        patient,
+        at,
+        json!([
+            coding(LOINC, "2708-6", "Oxygen saturation in Arterial blood"),
+            coding(LOINC, "59408-5", "Oxygen saturation by Pulse oximetry")
+        ]),
+        "SpO2",
+    );
+    spo2["valueQuantity"] = quantity(percent as f64, "%");
+    spo2
+}
+
+/// An IV ketamine infusion of `mg_per_kg` over `start..end` (`minutes` long).
+#[allow(clippy::too_many_arguments)]
+fn infusion(
+    id: &str,
+    patient: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    weight_kg: f64,
+    mg_per_kg: f64,
+    minutes: i64,
+    diagnosis: (&str, &str),
+) -> Value {
+    let dose_mg = (mg_per_kg * weight_kg).round();
+    let rate = ((mg_per_kg * 60.0 / minutes as f64) * 100.0).round() / 100.0;
+    json!({
+        "resourceType": "MedicationAdministration",
+        "id": id,
+        "status": "completed",
+        "medicationCodeableConcept": {"coding": [coding(RXNORM, "6130", "ketamine")], "text": "Ketamine IV infusion"},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectivePeriod": {"start": instant(start), "end": instant(end)},
+        "reasonCode": [{"coding": [coding(ICD10, diagnosis.0, diagnosis.1)]}],
+        "dosage": {
+            "text": format!("{mg_per_kg} mg/kg IV over {minutes} min"),
+            "route": {"coding": [coding(SNOMED, "47625008", "Intravenous route")]},
+            "dose": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"},
+            "rateQuantity": quantity(rate, "mg/kg/h")
+        }
+    })
+}
+
 /// Every resource of the demo clinic, in an order where references point backwards.
 pub fn demo_resources() -> Vec<Value> {
     let mut dice = Dice(0x6B65_7461_6D69_6E65);
@@ -106,19 +238,7 @@ pub fn demo_resources() -> Vec<Value> {
     let mut all = Vec::new();
     for n in 1..=DEMO_PATIENTS {
         let patient = format!("demo-patient-{n:02}");
-        let female = dice.next().is_multiple_of(2);
-        let given = if female {
-            *dice.pick(GIVEN_FEMALE)
-        } else {
-            *dice.pick(GIVEN_MALE)
-        };
-        let family = *dice.pick(FAMILY);
-        let birth = format!(
-            "{}-{:02}-{:02}",
-            dice.between(1950, 2000),
-            dice.between(1, 12),
-            dice.between(1, 28)
-        );
+        let person = person(&mut dice, (GIVEN_FEMALE, GIVEN_MALE, FAMILY), (1950, 2000));
         all.push(json!({
             "resourceType": "Patient",
             "id": patient,
@@ -128,24 +248,21 @@ pub fn demo_resources() -> Vec<Value> {
                 "value": format!("KC{:06}", 100_000 + n * 37)
             }],
             "active": true,
-            "name": [{"use": "official", "family": family, "given": [given]}],
-            "gender": if female { "female" } else { "male" },
-            "birthDate": birth,
+            "name": [{"use": "official", "family": person.family, "given": [person.given]}],
+            "gender": if person.female { "female" } else { "male" },
+            "birthDate": person.birth_date,
             "telecom": [{"system": "phone", "value": format!("555-01{:02}", n), "use": "mobile"}],
             "address": [{"line": [format!("{} Demo Street", 10 + n)], "city": "Springfield", "postalCode": format!("{:05}", 10_000 + n)}]
         }));
         let weight_kg = dice.between(52, 110) as f64;
         let series_start =
             epoch + Duration::days(dice.between(0, 120)) + Duration::minutes(30 * n as i64);
-        let mut weight = vital(
+        all.push(body_weight(
             format!("{patient}-weight"),
             &patient,
             series_start - Duration::days(3),
-            json!([coding(LOINC, "29463-7", "Body weight")]),
-            "Body weight",
-        );
-        weight["valueQuantity"] = quantity(weight_kg, "kg");
-        all.push(weight);
+            weight_kg,
+        ));
         let diagnosis = *dice.pick(DIAGNOSES);
         let infusions = dice.between(4, 6);
         let mut start = series_start;
@@ -155,8 +272,6 @@ pub fn demo_resources() -> Vec<Value> {
             let mg_per_kg = dice.between(30, 80) as f64 / 100.0;
             let minutes = dice.between(40, 100);
             let end = start + Duration::minutes(minutes);
-            let dose_mg = (mg_per_kg * weight_kg).round();
-            let rate = ((mg_per_kg * 60.0 / minutes as f64) * 100.0).round() / 100.0;
             all.extend(vitals(
                 &prefix,
                 &patient,
@@ -171,21 +286,9 @@ pub fn demo_resources() -> Vec<Value> {
                 start - Duration::minutes(5),
                 pain,
             ));
-            all.push(json!({
-                "resourceType": "MedicationAdministration",
-                "id": prefix,
-                "status": "completed",
-                "medicationCodeableConcept": {"coding": [coding(RXNORM, "6130", "ketamine")], "text": "Ketamine IV infusion"},
-                "subject": {"reference": format!("Patient/{patient}")},
-                "effectivePeriod": {"start": instant(start), "end": instant(end)},
-                "reasonCode": [{"coding": [coding(ICD10, diagnosis.0, diagnosis.1)]}],
-                "dosage": {
-                    "text": format!("{mg_per_kg} mg/kg IV over {minutes} min"),
-                    "route": {"coding": [coding(SNOMED, "47625008", "Intravenous route")]},
-                    "dose": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"},
-                    "rateQuantity": quantity(rate, "mg/kg/h")
-                }
-            }));
+            all.push(infusion(
+                &prefix, &patient, start, end, weight_kg, mg_per_kg, minutes, diagnosis,
+            ));
             all.extend(vitals(
                 &prefix,
                 &patient,
@@ -223,36 +326,25 @@ fn vitals(
     dice: &mut Dice,
     during: Option<&str>,
 ) -> Vec<Value> {
-    let mut bp = vital(
+    let bp = blood_pressure(
         format!("{prefix}-bp-{phase}"),
         patient,
         at,
-        json!([coding(LOINC, "85354-9", "Blood pressure panel")]),
-        "Blood pressure",
+        dice.between(108, 150),
+        dice.between(65, 95),
     );
-    bp["component"] = json!([
-        {"code": {"coding": [coding(LOINC, "8480-6", "Systolic blood pressure")]}, "valueQuantity": quantity(dice.between(108, 150) as f64, "mm[Hg]")},
-        {"code": {"coding": [coding(LOINC, "8462-4", "Diastolic blood pressure")]}, "valueQuantity": quantity(dice.between(65, 95) as f64, "mm[Hg]")}
-    ]);
-    let mut heart_rate = vital(
+    let heart_rate = heart_rate(
         format!("{prefix}-hr-{phase}"),
         patient,
         at,
-        json!([coding(LOINC, "8867-4", "Heart rate")]),
-        "Heart rate",
+        dice.between(58, 98),
     );
-    heart_rate["valueQuantity"] = quantity(dice.between(58, 98) as f64, "/min");
-    let mut spo2 = vital(
+    let spo2 = oxygen_saturation(
         format!("{prefix}-spo2-{phase}"),
         patient,
         at,
-        json!([
-            coding(LOINC, "2708-6", "Oxygen saturation in Arterial blood"),
-            coding(LOINC, "59408-5", "Oxygen saturation by Pulse oximetry")
-        ]),
-        "SpO2",
+        dice.between(94, 100),
     );
-    spo2["valueQuantity"] = quantity(dice.between(94, 100) as f64, "%");
     let mut all = vec![bp, heart_rate, spo2];
     if let Some(administration) = during {
         for observation in &mut all {

@@ -14,8 +14,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
 use super::{
-    CATEGORY, DIAGNOSES, Dice, ICD10, LOINC, RXNORM, SNOMED, SeedSummary, UCUM, coding, pain_score,
-    quantity, vital,
+    CATEGORY, DIAGNOSES, Dice, LOINC, Person, SeedSummary, blood_pressure, body_weight, coding,
+    heart_rate, infusion, oxygen_saturation, pain_score, person,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::resource::instant;
@@ -127,15 +127,12 @@ pub fn patient_resources(n: u64) -> Vec<Value> {
     let intake =
         epoch + Duration::days(dice.between(0, 660)) + Duration::minutes(dice.between(0, 540));
     let weight_kg = dice.between(50, 120) as f64;
-    let mut weight = vital(
+    all.push(body_weight(
         format!("{patient}-weight"),
         &patient,
         intake,
-        json!([coding(LOINC, "29463-7", "Body weight")]),
-        "Body weight",
-    );
-    weight["valueQuantity"] = quantity(weight_kg, "kg");
-    all.push(weight);
+        weight_kg,
+    ));
     let mut pain = dice.between(5, 9);
     let mut phq9 = dice.between(5, 24);
     all.push(pain_score(
@@ -164,21 +161,20 @@ pub fn patient_resources(n: u64) -> Vec<Value> {
         let mg_per_kg = dice.between(30, 80) as f64 / 100.0;
         let minutes = dice.between(40, 100);
         let end = start + Duration::minutes(minutes);
+        let before = start - Duration::minutes(10);
         all.push(blood_pressure(
             format!("{prefix}-bp-pre"),
             &patient,
-            start - Duration::minutes(10),
-            &mut dice,
+            before,
+            dice.between(105, 158),
+            dice.between(62, 98),
         ));
-        let mut heart_rate = vital(
+        all.push(heart_rate(
             format!("{prefix}-hr-pre"),
             &patient,
-            start - Duration::minutes(10),
-            json!([coding(LOINC, "8867-4", "Heart rate")]),
-            "Heart rate",
-        );
-        heart_rate["valueQuantity"] = quantity(dice.between(58, 98) as f64, "/min");
-        all.push(heart_rate);
+            before,
+            dice.between(58, 98),
+        ));
         all.push(pain_score(
             format!("{prefix}-pain-pre"),
             &patient,
@@ -188,24 +184,20 @@ pub fn patient_resources(n: u64) -> Vec<Value> {
         all.push(infusion(
             &prefix, &patient, start, end, weight_kg, mg_per_kg, minutes, diagnosis,
         ));
-        let mut spo2 = vital(
+        let mut spo2 = oxygen_saturation(
             format!("{prefix}-spo2-intra"),
             &patient,
             start + Duration::minutes(minutes / 2),
-            json!([
-                coding(LOINC, "2708-6", "Oxygen saturation in Arterial blood"),
-                coding(LOINC, "59408-5", "Oxygen saturation by Pulse oximetry")
-            ]),
-            "SpO2",
+            dice.between(93, 100),
         );
-        spo2["valueQuantity"] = quantity(dice.between(93, 100) as f64, "%");
         spo2["partOf"] = json!([{"reference": format!("MedicationAdministration/{prefix}")}]);
         all.push(spo2);
         all.push(blood_pressure(
             format!("{prefix}-bp-post"),
             &patient,
             end + Duration::minutes(30),
-            &mut dice,
+            dice.between(105, 158),
+            dice.between(62, 98),
         ));
         pain = (pain - dice.between(0, 2)).max(0);
         last_end = end;
@@ -231,19 +223,12 @@ pub fn patient_resources(n: u64) -> Vec<Value> {
 }
 
 fn patient_resource(n: u64, id: &str, dice: &mut Dice) -> Value {
-    let female = dice.next().is_multiple_of(2);
-    let given = if female {
-        *dice.pick(GIVEN_FEMALE)
-    } else {
-        *dice.pick(GIVEN_MALE)
-    };
-    let family = *dice.pick(FAMILY);
-    let birth = format!(
-        "{}-{:02}-{:02}",
-        dice.between(1940, 2005),
-        dice.between(1, 12),
-        dice.between(1, 28)
-    );
+    let Person {
+        female,
+        given,
+        family,
+        birth_date: birth,
+    } = person(dice, (GIVEN_FEMALE, GIVEN_MALE, FAMILY), (1940, 2005));
     json!({
         "resourceType": "Patient",
         "id": id,
@@ -265,21 +250,6 @@ fn patient_resource(n: u64, id: &str, dice: &mut Dice) -> Value {
     })
 }
 
-fn blood_pressure(id: String, patient: &str, at: DateTime<Utc>, dice: &mut Dice) -> Value {
-    let mut bp = vital(
-        id,
-        patient,
-        at,
-        json!([coding(LOINC, "85354-9", "Blood pressure panel")]),
-        "Blood pressure",
-    );
-    bp["component"] = json!([
-        {"code": {"coding": [coding(LOINC, "8480-6", "Systolic blood pressure")]}, "valueQuantity": quantity(dice.between(105, 158) as f64, "mm[Hg]")},
-        {"code": {"coding": [coding(LOINC, "8462-4", "Diastolic blood pressure")]}, "valueQuantity": quantity(dice.between(62, 98) as f64, "mm[Hg]")}
-    ]);
-    bp
-}
-
 fn phq9_score(id: String, patient: &str, at: DateTime<Utc>, score: i64) -> Value {
     json!({
         "resourceType": "Observation",
@@ -290,36 +260,6 @@ fn phq9_score(id: String, patient: &str, at: DateTime<Utc>, score: i64) -> Value
         "subject": {"reference": format!("Patient/{patient}")},
         "effectiveDateTime": instant(at),
         "valueInteger": score
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn infusion(
-    id: &str,
-    patient: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    weight_kg: f64,
-    mg_per_kg: f64,
-    minutes: i64,
-    diagnosis: (&str, &str),
-) -> Value {
-    let dose_mg = (mg_per_kg * weight_kg).round();
-    let rate = ((mg_per_kg * 60.0 / minutes as f64) * 100.0).round() / 100.0;
-    json!({
-        "resourceType": "MedicationAdministration",
-        "id": id,
-        "status": "completed",
-        "medicationCodeableConcept": {"coding": [coding(RXNORM, "6130", "ketamine")], "text": "Ketamine IV infusion"},
-        "subject": {"reference": format!("Patient/{patient}")},
-        "effectivePeriod": {"start": instant(start), "end": instant(end)},
-        "reasonCode": [{"coding": [coding(ICD10, diagnosis.0, diagnosis.1)]}],
-        "dosage": {
-            "text": format!("{mg_per_kg} mg/kg IV over {minutes} min"),
-            "route": {"coding": [coding(SNOMED, "47625008", "Intravenous route")]},
-            "dose": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"},
-            "rateQuantity": quantity(rate, "mg/kg/h")
-        }
     })
 }
 

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, outcome_diagnostics, patient};
+use crate::helpers::{TestApp, json, match_ids, outcome_diagnostics, patient};
 
 const MRN: &str = "urn:oid:2.16.840.1.113883.3.7431.1";
 
@@ -38,16 +38,7 @@ async fn delete_where(app: &TestApp, criteria: &str) -> reqwest::Response {
 
 async fn ids_with_mrn(app: &TestApp, mrn: &str) -> Vec<String> {
     let bundle = json(app.get(&format!("Patient?identifier={MRN}|{mrn}")).await).await;
-    bundle["entry"]
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .filter(|e| e["search"]["mode"] == "match")
-                .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+    match_ids(&bundle)
 }
 
 #[tokio::test]

@@ -185,6 +185,20 @@ pub async fn json(response: Response) -> Value {
     response.json().await.expect("JSON body")
 }
 
+/// The ids of a searchset Bundle's matches (not includes or outcomes), in order.
+pub fn match_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| e["search"]["mode"] == "match")
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Asserts an OperationOutcome body and returns its issues' diagnostics.
 pub fn outcome_diagnostics(body: &Value) -> Vec<String> {
     assert_eq!(

@@ -3,15 +3,7 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, heart_rate, infusion, json, patient};
 
-fn ids(bundle: &serde_json::Value) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
-        .collect()
-}
+use crate::helpers::match_ids as ids;
 
 #[tokio::test]
 async fn observations_by_subject_and_patient_in_every_reference_form() {

@@ -6,12 +6,12 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
-use ketamine_fhir::seed::synthetic;
+use ketamine_fhir::seed::{Dice, synthetic};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::helpers::{TestApp, json};
+use crate::helpers::{TestApp, json, match_ids};
 
 const LOINC: &str = "http://loinc.org";
 const UCUM: &str = "http://unitsofmeasure.org";
@@ -505,27 +505,6 @@ fn satisfies(resource: &Value, parameter: &Parameter, modifier: Option<&str>, va
 // ---------------------------------------------------------------------------------------
 // Generated queries.
 
-/// SplitMix64, so the generated queries are the same on every run.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
 /// One value for `parameter`, usually taken from a resource of the fixture so it matches
 /// something, with a modifier where the type has them.
 fn generate_value(
@@ -745,16 +724,7 @@ async fn found(app: &TestApp, url: &str) -> BTreeSet<String> {
             .all(|l| l["relation"] != "next"),
         "{url}: more than one page"
     );
-    bundle["entry"]
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .filter(|e| e["search"]["mode"] == "match")
-                .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+    match_ids(&bundle).into_iter().collect()
 }
 
 #[tokio::test]

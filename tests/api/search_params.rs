@@ -392,15 +392,7 @@ fn link(bundle: &Value, relation: &str) -> Option<String> {
         .map(|l| l["url"].as_str().unwrap().to_string())
 }
 
-fn ordered_ids(bundle: &Value) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
-        .collect()
-}
+use crate::helpers::match_ids as ordered_ids;
 
 async fn follow(app: &TestApp, url: &str) -> Value {
     let response = app

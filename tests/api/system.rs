@@ -39,18 +39,103 @@ async fn capability_statement_lists_each_type_and_its_interactions() {
                 && interactions.contains(&"patch")
         );
     }
-    let observation_params: Vec<&str> = resources[1]["searchParam"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    for name in ["_id", "_lastUpdated", "subject", "patient", "code"] {
+    let expected: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "Patient",
+            &[
+                ("_id", "token"),
+                ("_lastUpdated", "date"),
+                ("_tag", "token"),
+                ("_profile", "uri"),
+                ("_security", "token"),
+                ("identifier", "token"),
+                ("name", "string"),
+                ("family", "string"),
+                ("given", "string"),
+                ("birthdate", "date"),
+                ("gender", "token"),
+                ("telecom", "token"),
+                ("phone", "token"),
+                ("email", "token"),
+                ("address", "string"),
+                ("address-postalcode", "string"),
+                ("general-practitioner", "reference"),
+                ("active", "token"),
+            ],
+        ),
+        (
+            "Observation",
+            &[
+                ("subject", "reference"),
+                ("patient", "reference"),
+                ("code", "token"),
+                ("category", "token"),
+                ("date", "date"),
+                ("status", "token"),
+                ("value-quantity", "quantity"),
+                ("value-concept", "token"),
+                ("component-code", "token"),
+                ("component-value-quantity", "quantity"),
+                ("combo-code", "token"),
+                ("combo-value-quantity", "quantity"),
+                ("encounter", "reference"),
+                ("part-of", "reference"),
+                ("derived-from", "reference"),
+                ("performer", "reference"),
+            ],
+        ),
+        (
+            "MedicationAdministration",
+            &[
+                ("subject", "reference"),
+                ("patient", "reference"),
+                ("code", "token"),
+                ("medication", "reference"),
+                ("effective-time", "date"),
+                ("status", "token"),
+                ("context", "reference"),
+                ("performer", "reference"),
+                ("reason-given", "token"),
+                ("request", "reference"),
+                ("device", "reference"),
+            ],
+        ),
+    ];
+    for (resource, (type_name, parameters)) in resources.iter().zip(expected) {
+        assert_eq!(resource["type"], type_name);
+        let listed: Vec<(&str, &str)> = resource["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["type"].as_str().unwrap()))
+            .collect();
+        for parameter in parameters {
+            assert!(
+                listed.contains(parameter),
+                "{type_name}: {parameter:?} missing"
+            );
+        }
+        assert_eq!(resource["conditionalCreate"], true);
+        assert_eq!(resource["conditionalUpdate"], true);
+        assert_eq!(resource["conditionalDelete"], "single");
+    }
+    let includes = |index: usize, key: &str| -> Vec<String> {
+        resources[index][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(includes(1, "searchInclude").contains(&"Observation:part-of".to_string()));
+    let patient_revincludes = includes(0, "searchRevInclude");
+    for source in ["Observation:subject", "MedicationAdministration:patient"] {
         assert!(
-            observation_params.contains(&name),
-            "{name} missing from {observation_params:?}"
+            patient_revincludes.contains(&source.to_string()),
+            "{source}"
         );
     }
+    assert!(!patient_revincludes.contains(&"Observation:code".to_string()));
 }
 
 #[tokio::test]
