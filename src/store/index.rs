@@ -6,9 +6,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Timestamptz};
 
 use super::schema::{resources, search_index_state};
+use super::statement::{Bound, Statement};
 use super::{Pool, connection};
 use crate::error::ApiResult;
 use crate::fhir::definitions::registry;
@@ -34,16 +34,18 @@ pub async fn delete_rows(
     resource_type: &str,
     seqs: &[i64],
 ) -> ApiResult<()> {
-    diesel::sql_query(
+    Statement::new(
         "WITH t AS (DELETE FROM search_token WHERE resource_type = $1 AND resource_seq = ANY($2)), \
               s AS (DELETE FROM search_string WHERE resource_type = $1 AND resource_seq = ANY($2)), \
               d AS (DELETE FROM search_date WHERE resource_type = $1 AND resource_seq = ANY($2)), \
               q AS (DELETE FROM search_quantity WHERE resource_type = $1 AND resource_seq = ANY($2)), \
               r AS (DELETE FROM search_reference WHERE resource_type = $1 AND resource_seq = ANY($2)) \
          DELETE FROM search_uri WHERE resource_type = $1 AND resource_seq = ANY($2)",
+        vec![
+            Bound::Text(resource_type.to_string()),
+            Bound::BigInts(seqs.to_vec()),
+        ],
     )
-    .bind::<Text, _>(resource_type)
-    .bind::<Array<BigInt>, _>(seqs)
     .execute(conn)
     .await?;
     Ok(())
@@ -142,7 +144,7 @@ pub async fn insert_rows(
     for (seq, resource_type, entries) in resources {
         c.add(*seq, resource_type, entries);
     }
-    diesel::sql_query(
+    let statement = Statement::new(
         "WITH t AS (INSERT INTO search_token (resource_seq, resource_type, param, system, code, text) \
                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])), \
               s AS (INSERT INTO search_string (resource_seq, resource_type, param, normalized, exact) \
@@ -155,43 +157,44 @@ pub async fn insert_rows(
                     SELECT * FROM unnest($25::bigint[], $26::text[], $27::text[], $28::text[], $29::text[], $30::text[])) \
          INSERT INTO search_uri (resource_seq, resource_type, param, uri) \
          SELECT * FROM unnest($31::bigint[], $32::text[], $33::text[], $34::text[])",
-    )
-    .bind::<Array<BigInt>, _>(c.token.seqs)
-    .bind::<Array<Text>, _>(c.token.types)
-    .bind::<Array<Text>, _>(c.token.params)
-    .bind::<Array<Nullable<Text>>, _>(c.token_system)
-    .bind::<Array<Nullable<Text>>, _>(c.token_code)
-    .bind::<Array<Nullable<Text>>, _>(c.token_text)
-    .bind::<Array<BigInt>, _>(c.string.seqs)
-    .bind::<Array<Text>, _>(c.string.types)
-    .bind::<Array<Text>, _>(c.string.params)
-    .bind::<Array<Text>, _>(c.string_normalized)
-    .bind::<Array<Text>, _>(c.string_exact)
-    .bind::<Array<BigInt>, _>(c.date.seqs)
-    .bind::<Array<Text>, _>(c.date.types)
-    .bind::<Array<Text>, _>(c.date.params)
-    .bind::<Array<Timestamptz>, _>(c.date_start)
-    .bind::<Array<Timestamptz>, _>(c.date_finish)
-    .bind::<Array<BigInt>, _>(c.quantity.seqs)
-    .bind::<Array<Text>, _>(c.quantity.types)
-    .bind::<Array<Text>, _>(c.quantity.params)
-    .bind::<Array<Double>, _>(c.quantity_value)
-    .bind::<Array<Nullable<Text>>, _>(c.quantity_system)
-    .bind::<Array<Nullable<Text>>, _>(c.quantity_code)
-    .bind::<Array<Nullable<Double>>, _>(c.quantity_canonical_value)
-    .bind::<Array<Nullable<Text>>, _>(c.quantity_canonical_code)
-    .bind::<Array<BigInt>, _>(c.reference.seqs)
-    .bind::<Array<Text>, _>(c.reference.types)
-    .bind::<Array<Text>, _>(c.reference.params)
-    .bind::<Array<Nullable<Text>>, _>(c.reference_target_type)
-    .bind::<Array<Nullable<Text>>, _>(c.reference_target_id)
-    .bind::<Array<Nullable<Text>>, _>(c.reference_url)
-    .bind::<Array<BigInt>, _>(c.uri.seqs)
-    .bind::<Array<Text>, _>(c.uri.types)
-    .bind::<Array<Text>, _>(c.uri.params)
-    .bind::<Array<Text>, _>(c.uri_value)
-    .execute(conn)
-    .await?;
+        vec![
+            Bound::BigInts(c.token.seqs),
+            Bound::Texts(c.token.types),
+            Bound::Texts(c.token.params),
+            Bound::OptionalTexts(c.token_system),
+            Bound::OptionalTexts(c.token_code),
+            Bound::OptionalTexts(c.token_text),
+            Bound::BigInts(c.string.seqs),
+            Bound::Texts(c.string.types),
+            Bound::Texts(c.string.params),
+            Bound::Texts(c.string_normalized),
+            Bound::Texts(c.string_exact),
+            Bound::BigInts(c.date.seqs),
+            Bound::Texts(c.date.types),
+            Bound::Texts(c.date.params),
+            Bound::Instants(c.date_start),
+            Bound::Instants(c.date_finish),
+            Bound::BigInts(c.quantity.seqs),
+            Bound::Texts(c.quantity.types),
+            Bound::Texts(c.quantity.params),
+            Bound::Doubles(c.quantity_value),
+            Bound::OptionalTexts(c.quantity_system),
+            Bound::OptionalTexts(c.quantity_code),
+            Bound::OptionalDoubles(c.quantity_canonical_value),
+            Bound::OptionalTexts(c.quantity_canonical_code),
+            Bound::BigInts(c.reference.seqs),
+            Bound::Texts(c.reference.types),
+            Bound::Texts(c.reference.params),
+            Bound::OptionalTexts(c.reference_target_type),
+            Bound::OptionalTexts(c.reference_target_id),
+            Bound::OptionalTexts(c.reference_url),
+            Bound::BigInts(c.uri.seqs),
+            Bound::Texts(c.uri.types),
+            Bound::Texts(c.uri.params),
+            Bound::Texts(c.uri_value),
+        ],
+    );
+    statement.execute(conn).await?;
     Ok(())
 }
 

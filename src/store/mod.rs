@@ -7,6 +7,7 @@ pub mod index;
 pub mod resources;
 pub mod schema;
 pub mod search;
+pub mod statement;
 
 use std::time::Duration;
 

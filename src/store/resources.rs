@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::index;
 use super::schema::{resource_versions, resources};
 use super::search::{self, SearchQuery, Total};
+use super::statement::{Bound, Statement};
 use super::{Pool, connection};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::resource::{id_of, stamp_meta};
@@ -316,10 +317,12 @@ pub(super) fn now() -> DateTime<Utc> {
 
 /// A transaction-scoped advisory lock on `key` (a resource, or conditional criteria).
 async fn lock(conn: &mut AsyncPgConnection, key: &str) -> ApiResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<diesel::sql_types::Text, _>(key)
-        .execute(conn)
-        .await?;
+    Statement::new(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        vec![Bound::Text(key.to_string())],
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
