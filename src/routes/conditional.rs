@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::crud::{ensure_in_compartment, ensure_may_create, resource_body};
-use super::http::{Preferences, if_match, preferences, write_response};
+use super::http::{Preferences, created_or_ok, if_match, preferences, write_response};
 use super::search::conditional_criteria;
 use crate::auth::jwt::Access;
 use crate::auth::{Interaction, Principal};
@@ -161,13 +161,8 @@ pub async fn update(
     let written = outcome
         .written
         .ok_or_else(|| ApiError::internal("conditional update wrote nothing"))?;
-    let status = if written.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok(write_response(
-        status,
+        created_or_ok(written.created),
         &written.version,
         &state.base_url,
         preferences,

@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::AppState;
 use super::conditional;
 use super::http::{
-    Preferences, RESOURCE_CONTENT_TYPES, if_match, if_none_match_hits, parse_json, preferences,
-    read_body, require_content_type, resource_response, write_response,
+    Preferences, RESOURCE_CONTENT_TYPES, created_or_ok, if_match, if_none_match_hits, parse_json,
+    preferences, read_body, require_content_type, resource_response, write_response,
 };
 use crate::auth::jwt::{Access, in_patient_compartment};
 use crate::auth::{Interaction, Principal};
@@ -321,13 +321,8 @@ pub async fn update(
     )
     .await?
     .ok_or_else(|| ApiError::internal("update wrote nothing"))?;
-    let status = if written.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok(write_response(
-        status,
+        created_or_ok(written.created),
         &written.version,
         &state.base_url,
         preferences,

@@ -175,6 +175,15 @@ pub fn resource_response(
     response
 }
 
+/// `201` for a write that created the resource, `200` for one that changed it.
+pub fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// The response to a create/update/patch, shaped by `Prefer: return=`.
 pub fn write_response(
     status: StatusCode,

@@ -355,17 +355,42 @@ fn vitals(
     all
 }
 
-fn pain_score(id: String, patient: &str, at: DateTime<Utc>, score: i64) -> Value {
+/// A questionnaire score (category `survey`) with a LOINC code.
+fn survey_score(
+    id: String,
+    patient: &str,
+    at: DateTime<Utc>,
+    loinc: (&str, &str),
+    score: i64,
+) -> Value {
     json!({
         "resourceType": "Observation",
         "id": id,
         "status": "final",
         "category": [{"coding": [coding(CATEGORY, "survey", "Survey")]}],
-        "code": {"coding": [coding(LOINC, "72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported")]},
+        "code": {"coding": [coding(LOINC, loinc.0, loinc.1)]},
         "subject": {"reference": format!("Patient/{patient}")},
         "effectiveDateTime": instant(at),
         "valueInteger": score
     })
+}
+
+/// Pain severity on the 0–10 numeric rating scale.
+fn pain_score(id: String, patient: &str, at: DateTime<Utc>, score: i64) -> Value {
+    let code = (
+        "72514-3",
+        "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+    );
+    survey_score(id, patient, at, code, score)
+}
+
+/// The PHQ-9 depression total score.
+fn phq9_score(id: String, patient: &str, at: DateTime<Utc>, score: i64) -> Value {
+    let code = (
+        "44261-6",
+        "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]",
+    );
+    survey_score(id, patient, at, code, score)
 }
 
 pub struct SeedSummary {

@@ -9,16 +9,15 @@
 //! pressure after it; a treated patient a follow-up pain score and PHQ-9. That is about ten
 //! Observations per patient.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{Duration, TimeZone, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
 use super::{
-    CATEGORY, DIAGNOSES, Dice, LOINC, Person, SeedSummary, blood_pressure, body_weight, coding,
-    heart_rate, infusion, oxygen_saturation, pain_score, person,
+    DIAGNOSES, Dice, Person, SeedSummary, blood_pressure, body_weight, coding, heart_rate,
+    infusion, oxygen_saturation, pain_score, person, phq9_score,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::fhir::resource::instant;
 use crate::fhir::search_index::IndexContext;
 use crate::fhir::validation::{ValidationOptions, validate_resource};
 use crate::fhir::{ResourceId, ResourceType};
@@ -247,19 +246,6 @@ fn patient_resource(n: u64, id: &str, dice: &mut Dice) -> Value {
         ],
         "address": [{"line": [format!("{} Synthetic Avenue", dice.between(1, 999))], "city": "Springfield", "postalCode": format!("{:05}", dice.between(10_000, 99_999))}],
         "generalPractitioner": [{"reference": format!("Practitioner/gp-{:03}", n % 250)}]
-    })
-}
-
-fn phq9_score(id: String, patient: &str, at: DateTime<Utc>, score: i64) -> Value {
-    json!({
-        "resourceType": "Observation",
-        "id": id,
-        "status": "final",
-        "category": [{"coding": [coding(CATEGORY, "survey", "Survey")]}],
-        "code": {"coding": [coding(LOINC, "44261-6", "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]")]},
-        "subject": {"reference": format!("Patient/{patient}")},
-        "effectiveDateTime": instant(at),
-        "valueInteger": score
     })
 }
 
