@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::pg::Pg;
-use diesel::sql_types::{Array, BigInt, Bool, Double, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::statement::{Bound, Statement};
 use super::{Pool, connection};
 use crate::error::ApiResult;
 use crate::fhir::search::{
@@ -63,21 +63,11 @@ pub struct SearchPage {
     pub total: Option<i64>,
 }
 
-#[derive(Debug, Clone)]
-enum Bind {
-    Text(String),
-    Texts(Vec<String>),
-    Instant(DateTime<Utc>),
-    BigInt(i64),
-    Number(f64),
-    Bool(bool),
-}
-
 /// SQL text with numbered placeholders and their values.
 #[derive(Debug, Default)]
 struct Sql {
     text: String,
-    binds: Vec<Bind>,
+    binds: Vec<Bound>,
     aliases: usize,
 }
 
@@ -87,7 +77,7 @@ impl Sql {
         self
     }
 
-    fn bind(&mut self, value: Bind) -> &mut Self {
+    fn bind(&mut self, value: Bound) -> &mut Self {
         self.binds.push(value);
         let placeholder = format!("${}", self.binds.len());
         self.text.push_str(&placeholder);
@@ -95,7 +85,7 @@ impl Sql {
     }
 
     fn text(&mut self, value: &str) -> &mut Self {
-        self.bind(Bind::Text(value.to_string()))
+        self.bind(Bound::Text(value.to_string()))
     }
 
     fn alias(&mut self, stem: &str) -> String {
@@ -115,21 +105,8 @@ impl Sql {
         self.push(")")
     }
 
-    fn into_query(
-        self,
-    ) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
-        let mut query = diesel::sql_query(self.text).into_boxed::<Pg>();
-        for bind in self.binds {
-            query = match bind {
-                Bind::Text(value) => query.bind::<Text, _>(value),
-                Bind::Texts(values) => query.bind::<Array<Text>, _>(values),
-                Bind::Instant(value) => query.bind::<Timestamptz, _>(value),
-                Bind::BigInt(value) => query.bind::<BigInt, _>(value),
-                Bind::Number(value) => query.bind::<Double, _>(value),
-                Bind::Bool(value) => query.bind::<Bool, _>(value),
-            };
-        }
-        query
+    fn into_query(self) -> Statement {
+        Statement::built(self.text, self.binds)
     }
 }
 
@@ -193,8 +170,8 @@ fn starts_with(sql: &mut Sql, column: &str, prefix: &str) {
 
 /// The R4 date comparisons of a stored range `[start, finish)` with a searched `[a, b)`.
 fn date_condition(sql: &mut Sql, start: &str, finish: &str, value: &DateMatch) {
-    let a = || Bind::Instant(value.start);
-    let b = || Bind::Instant(value.end);
+    let a = || Bound::Instant(value.start);
+    let b = || Bound::Instant(value.end);
     match value.prefix {
         Prefix::Eq => sql
             .push(&format!("({start} >= "))
@@ -231,9 +208,9 @@ fn date_condition(sql: &mut Sql, start: &str, finish: &str, value: &DateMatch) {
         Prefix::Approximately => {
             let (low, high) = approximate_window(value.start, value.end, Utc::now());
             sql.push(&format!("({start} < "))
-                .bind(Bind::Instant(high))
+                .bind(Bound::Instant(high))
                 .push(&format!(" AND {finish} > "))
-                .bind(Bind::Instant(low))
+                .bind(Bound::Instant(low))
                 .push(")")
         }
     };
@@ -261,7 +238,7 @@ fn number_condition(sql: &mut Sql, x: &str, value: &NumberMatch) {
             (format!("{x}.value"), value.value, value.low, value.high)
         }
     };
-    let n = Bind::Number;
+    let n = Bound::Number;
     match value.prefix {
         Prefix::Eq => sql
             .push(&format!("{column} >= "))
@@ -393,7 +370,7 @@ fn filter_condition(sql: &mut Sql, row: Row, resource_type: &str, filter: &Filte
     match filter {
         Filter::Ids(ids) => {
             sql.push(&format!("{alias}.id = ANY("))
-                .bind(Bind::Texts(ids.clone()))
+                .bind(Bound::Texts(ids.clone()))
                 .push(")");
         }
         Filter::LastUpdated(values) => {
@@ -546,23 +523,23 @@ fn order_by(components: &[(String, bool)]) -> String {
         .join(", ")
 }
 
-fn bind_sort_value(value: &SortValue) -> Option<Bind> {
+fn bind_sort_value(value: &SortValue) -> Option<Bound> {
     match value {
         SortValue::Null => None,
-        SortValue::Text(text) => Some(Bind::Text(text.clone())),
-        SortValue::Instant(at) => Some(Bind::Instant(*at)),
-        SortValue::Number(number) => Some(Bind::Number(*number)),
+        SortValue::Text(text) => Some(Bound::Text(text.clone())),
+        SortValue::Instant(at) => Some(Bound::Instant(*at)),
+        SortValue::Number(number) => Some(Bound::Number(*number)),
     }
 }
 
 /// The cursor's values in component order: null flags, values, sequence.
-fn cursor_components(cursor: &Cursor) -> Vec<Option<Bind>> {
+fn cursor_components(cursor: &Cursor) -> Vec<Option<Bound>> {
     let mut values = Vec::new();
     for value in &cursor.values {
-        values.push(Some(Bind::Bool(*value == SortValue::Null)));
+        values.push(Some(Bound::Bool(*value == SortValue::Null)));
         values.push(bind_sort_value(value));
     }
-    values.push(Some(Bind::BigInt(cursor.seq)));
+    values.push(Some(Bound::BigInt(cursor.seq)));
     values
 }
 
@@ -678,7 +655,7 @@ fn page_driven_by_index(query: &SearchQuery, driver: usize, backwards: bool) -> 
         } else {
             " AND d.resource_seq > "
         })
-        .bind(Bind::BigInt(cursor.seq));
+        .bind(Bound::BigInt(cursor.seq));
     }
     let row = Row {
         alias: "d",
@@ -692,7 +669,7 @@ fn page_driven_by_index(query: &SearchQuery, driver: usize, backwards: bool) -> 
     }
     let direction = if backwards { "DESC" } else { "ASC" };
     page.push(&format!(" ORDER BY d.resource_seq {direction} LIMIT "))
-        .bind(Bind::BigInt(query.count + 1))
+        .bind(Bound::BigInt(query.count + 1))
         .push(") p JOIN resources c ON c.resource_type = ")
         .text(&query.resource_type)
         .push(&format!(
@@ -739,7 +716,7 @@ fn page_over_resources(query: &SearchQuery, backwards: bool) -> Sql {
     page.push(" ORDER BY ")
         .push(&order_by(&inner))
         .push(" LIMIT ")
-        .bind(Bind::BigInt(query.count + 1))
+        .bind(Bound::BigInt(query.count + 1))
         .push(") p JOIN resources c ON c.resource_type = ")
         .text(&query.resource_type)
         .push(" AND c.created_seq = p.seq ORDER BY ")
@@ -866,9 +843,9 @@ pub async fn by_ids(pool: &Pool, targets: &[(String, String)]) -> ApiResult<Vec<
     let (types, ids): (Vec<String>, Vec<String>) = targets.iter().cloned().unzip();
     let mut sql = Sql::default();
     sql.push("SELECT r.created_seq, r.content FROM resources r JOIN unnest(")
-        .bind(Bind::Texts(types))
+        .bind(Bound::Texts(types))
         .push("::text[], ")
-        .bind(Bind::Texts(ids))
+        .bind(Bound::Texts(ids))
         .push("::text[]) AS t(resource_type, id) ON r.resource_type = t.resource_type AND r.id = t.id WHERE NOT r.deleted ORDER BY r.created_seq");
     let rows: Vec<Row> = sql.into_query().load(&mut conn).await?;
     Ok(rows
@@ -895,8 +872,8 @@ pub async fn referenced(
     let mut conn = connection(pool).await?;
     let mut sql = Sql::default();
     sql.push("SELECT DISTINCT x.target_type, x.target_id FROM search_reference x WHERE x.resource_seq = ANY(")
-        .bind(Bind::Texts(seqs.iter().map(i64::to_string).collect()))
-        .push("::bigint[]) AND x.resource_type = ")
+        .bind(Bound::BigInts(seqs.to_vec()))
+        .push(") AND x.resource_type = ")
         .text(source_type)
         .push(" AND x.param = ")
         .text(param)
@@ -936,15 +913,15 @@ pub async fn referring(
     sql.push("SELECT r.created_seq, r.content FROM resources r WHERE NOT r.deleted AND r.resource_type = ")
         .text(source_type)
         .push(" AND r.created_seq IN (SELECT x.resource_seq FROM search_reference x JOIN unnest(")
-        .bind(Bind::Texts(types))
+        .bind(Bound::Texts(types))
         .push("::text[], ")
-        .bind(Bind::Texts(ids))
+        .bind(Bound::Texts(ids))
         .push("::text[]) AS t(target_type, target_id) ON x.target_type = t.target_type AND x.target_id = t.target_id WHERE x.resource_type = ")
         .text(source_type)
         .push(" AND x.param = ")
         .text(param)
         .push(") ORDER BY r.created_seq LIMIT ")
-        .bind(Bind::BigInt(limit));
+        .bind(Bound::BigInt(limit));
     let rows: Vec<Row> = sql.into_query().load(&mut conn).await?;
     Ok(rows
         .into_iter()

@@ -1,16 +1,23 @@
-//! `Statement`: SQL whose text is fixed (only the bound values change), run through diesel
-//! so that it is prepared once per connection and kept, unlike `diesel::sql_query`, which
-//! is parsed and planned again on every call.
+//! `Statement`: SQL text with `$n` placeholders and the values bound to them, run through
+//! diesel. A statement with a fixed text is prepared once per connection and kept; one
+//! whose text is built per request (search) is prepared for that call only, since the
+//! variety of such texts has no bound.
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Timestamptz};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Nullable, Text, Timestamptz, Untyped};
 
 /// A value bound to one placeholder.
 #[derive(Debug, Clone)]
 pub enum Bound {
     Text(String),
+    BigInt(i64),
+    Number(f64),
+    Bool(bool),
+    Instant(DateTime<Utc>),
     BigInts(Vec<i64>),
     Texts(Vec<String>),
     OptionalTexts(Vec<Option<String>>),
@@ -23,25 +30,48 @@ pub enum Bound {
 /// appearance is sent as a parameter of its own).
 #[derive(Debug, Clone)]
 pub struct Statement {
-    sql: &'static str,
+    sql: Cow<'static, str>,
     values: Vec<Bound>,
+    keep_prepared: bool,
 }
 
 impl Statement {
+    /// A statement whose text never changes: kept prepared on each connection.
     pub fn new(sql: &'static str, values: Vec<Bound>) -> Self {
-        Statement { sql, values }
+        Statement {
+            sql: Cow::Borrowed(sql),
+            values,
+            keep_prepared: true,
+        }
+    }
+
+    /// A statement whose text was built for one request: prepared for that call only.
+    pub fn built(sql: String, values: Vec<Bound>) -> Self {
+        Statement {
+            sql: Cow::Owned(sql),
+            values,
+            keep_prepared: false,
+        }
     }
 }
 
 impl QueryId for Statement {
     type QueryId = ();
-    // Cached by its SQL text, which is a constant.
+    // Kept (when it is) by its SQL text.
     const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// Rows come back by column name (`QueryableByName`), as with `diesel::sql_query`.
+impl Query for Statement {
+    type SqlType = Untyped;
 }
 
 impl QueryFragment<Pg> for Statement {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
-        let mut rest = self.sql;
+        if !self.keep_prepared {
+            out.unsafe_to_cache_prepared();
+        }
+        let mut rest: &str = &self.sql;
         while let Some(at) = rest.find('$') {
             out.push_sql(&rest[..at]);
             let digits = rest[at + 1..]
@@ -61,6 +91,10 @@ impl QueryFragment<Pg> for Statement {
                 })?;
             match value {
                 Bound::Text(v) => out.push_bind_param::<Text, _>(v)?,
+                Bound::BigInt(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Bound::Number(v) => out.push_bind_param::<Double, _>(v)?,
+                Bound::Bool(v) => out.push_bind_param::<Bool, _>(v)?,
+                Bound::Instant(v) => out.push_bind_param::<Timestamptz, _>(v)?,
                 Bound::BigInts(v) => out.push_bind_param::<Array<BigInt>, _>(v)?,
                 Bound::Texts(v) => out.push_bind_param::<Array<Text>, _>(v)?,
                 Bound::OptionalTexts(v) => out.push_bind_param::<Array<Nullable<Text>>, _>(v)?,
