@@ -224,6 +224,20 @@ pub struct SearchContext {
 const IGNORED_SILENTLY: &[&str] = &["_format", "_pretty"];
 /// The keyset cursor this server puts in `next` and `previous` links.
 pub const CURSOR_PARAMETER: &str = "_cursor";
+/// Search parameters that shape a result rather than select resources; conditional criteria
+/// may not use them.
+pub const RESULT_PARAMETERS: &[&str] = &[
+    "_count",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_include",
+    "_include:iterate",
+    "_revinclude",
+    "_revinclude:iterate",
+    CURSOR_PARAMETER,
+];
 
 pub fn parse(
     resource_type: &str,

@@ -17,11 +17,19 @@ use crate::fhir::outcome::Issue;
 use crate::fhir::resource::id_of;
 use crate::fhir::{ResourceId, ResourceType};
 use crate::store::resources::{self, ConditionalStep, Current, Matched, NextContent, WriteMethod};
+use crate::store::search::SearchQuery;
 
-/// The criteria of a conditional write, which may read what they match: the caller needs the
-/// search permission too, and a patient-scoped search sees only its compartment.
-fn criteria_access(principal: &Principal, resource_type: &ResourceType) -> ApiResult<Access> {
-    principal.authorize(Some(resource_type.as_str()), Interaction::Search)
+/// The criteria of a conditional write as a search, and its lock key. They read what they
+/// match, so the caller needs the search permission too, and a patient-scoped search sees
+/// only its compartment.
+fn criteria_search(
+    principal: &Principal,
+    resource_type: &ResourceType,
+    criteria: &str,
+    state: &AppState,
+) -> ApiResult<(SearchQuery, String)> {
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Search)?;
+    conditional_criteria(resource_type, criteria, state, &access)
 }
 
 fn several(resource_type: &ResourceType, criteria: &str) -> ApiError {
@@ -43,8 +51,7 @@ pub async fn create_if_none_exist(
     preferences: Preferences,
     criteria: &str,
 ) -> ApiResult<HttpResponse> {
-    let search_access = criteria_access(principal, resource_type)?;
-    let (query, key) = conditional_criteria(resource_type, criteria, state, &search_access)?;
+    let (query, key) = criteria_search(principal, resource_type, criteria, state)?;
     ensure_may_create(access, resource_type, &resource)?;
     let outcome = resources::write_conditionally(
         &state.pool,
@@ -110,9 +117,8 @@ pub async fn update(
 ) -> ApiResult<HttpResponse> {
     let resource_type = ResourceType::parse(&path)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Update)?;
-    let search_access = criteria_access(&principal, &resource_type)?;
     let criteria = request.query_string();
-    let (query, key) = conditional_criteria(&resource_type, criteria, &state, &search_access)?;
+    let (query, key) = criteria_search(&principal, &resource_type, criteria, &state)?;
     let preferences = preferences(request.headers());
     let expected_version = if_match(request.headers())?;
     let (resource, warnings) =
@@ -190,9 +196,8 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     let resource_type = ResourceType::parse(&path)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Delete)?;
-    let search_access = criteria_access(&principal, &resource_type)?;
     let criteria = request.query_string();
-    let (query, key) = conditional_criteria(&resource_type, criteria, &state, &search_access)?;
+    let (query, key) = criteria_search(&principal, &resource_type, criteria, &state)?;
     let expected_version = if_match(request.headers())?;
     resources::write_conditionally(
         &state.pool,

@@ -16,8 +16,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle::{Link, searchset};
 use crate::fhir::outcome::{Issue, operation_outcome};
 use crate::fhir::search::{
-    self, CURSOR_PARAMETER, Filter, Include, ParsedSearch, ReferenceMatch, SearchContext, Summary,
-    TotalMode, ValueMatch,
+    self, CURSOR_PARAMETER, Filter, Include, ParsedSearch, RESULT_PARAMETERS, ReferenceMatch,
+    SearchContext, Summary, TotalMode, ValueMatch,
 };
 use crate::fhir::search_index::IndexKind;
 use crate::fhir::{FHIR_JSON, ResourceType, summary};
@@ -320,21 +320,6 @@ async fn includes(
     }
     Ok(included)
 }
-
-/// Search parameters that shape a result rather than select resources; conditional criteria
-/// may not use them.
-const RESULT_PARAMETERS: &[&str] = &[
-    "_count",
-    "_sort",
-    "_total",
-    "_summary",
-    "_elements",
-    "_include",
-    "_include:iterate",
-    "_revinclude",
-    "_revinclude:iterate",
-    CURSOR_PARAMETER,
-];
 
 /// The criteria of a conditional create (`If-None-Exist`), update or delete, parsed strictly
 /// (an unknown parameter would widen the match) and confined to the caller's compartment.
