@@ -199,6 +199,28 @@ pub fn match_ids(bundle: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The URL of a Bundle's link with this relation (`self`, `next`, `previous`), if any.
+pub fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .map(|l| l["url"].as_str().unwrap().to_string())
+}
+
+/// GETs a link the server gave (a full URL) with the app's token, asserting 200.
+pub async fn follow(app: &TestApp, url: &str) -> Value {
+    let response = app
+        .client
+        .get(url)
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK, "{url}");
+    json(response).await
+}
+
 /// Asserts an OperationOutcome body and returns its issues' diagnostics.
 pub fn outcome_diagnostics(body: &Value) -> Vec<String> {
     assert_eq!(

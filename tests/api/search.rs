@@ -1,9 +1,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, heart_rate, infusion, json, patient};
-
-use crate::helpers::match_ids as ids;
+use crate::helpers::{
+    TestApp, follow, heart_rate, infusion, json, link, match_ids as ids, patient,
+};
 
 #[tokio::test]
 async fn observations_by_subject_and_patient_in_every_reference_form() {
@@ -238,26 +238,6 @@ async fn deleted_and_updated_resources_are_searched_by_their_current_version() {
     assert_eq!(json(app.get("Patient").await).await["total"], 0);
 }
 
-fn link_url(bundle: &serde_json::Value, relation: &str) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == relation)
-        .map(|l| l["url"].as_str().unwrap().to_string())
-}
-
-async fn follow(app: &TestApp, url: &str) -> serde_json::Value {
-    json(
-        app.client
-            .get(url)
-            .bearer_auth(&app.token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn filtered_pages_in_creation_order_go_both_ways_once_per_resource() {
     let app = TestApp::spawn().await;
@@ -287,22 +267,22 @@ async fn filtered_pages_in_creation_order_go_both_ways_once_per_resource() {
     )
     .await;
     assert_eq!(ids(&first), created[1..3]);
-    assert!(link_url(&first, "previous").is_none());
+    assert!(link(&first, "previous").is_none());
     app.create(&heart_rate(&subject, 99)).await; // a write between pages
-    let second = follow(&app, &link_url(&first, "next").unwrap()).await;
+    let second = follow(&app, &link(&first, "next").unwrap()).await;
     assert_eq!(ids(&second), created[3..5]);
-    let third = follow(&app, &link_url(&second, "next").unwrap()).await;
+    let third = follow(&app, &link(&second, "next").unwrap()).await;
     assert_eq!(ids(&third), created[5..7]);
-    let fourth = follow(&app, &link_url(&third, "next").unwrap()).await;
+    let fourth = follow(&app, &link(&third, "next").unwrap()).await;
     assert_eq!(
         ids(&fourth).len(),
         1,
         "the heart rate written after the first page"
     );
-    assert!(link_url(&fourth, "next").is_none());
-    let back = follow(&app, &link_url(&third, "previous").unwrap()).await;
+    assert!(link(&fourth, "next").is_none());
+    let back = follow(&app, &link(&third, "previous").unwrap()).await;
     assert_eq!(ids(&back), created[3..5]);
-    let back_again = follow(&app, &link_url(&back, "previous").unwrap()).await;
+    let back_again = follow(&app, &link(&back, "previous").unwrap()).await;
     assert_eq!(ids(&back_again), created[1..3]);
-    assert!(link_url(&back_again, "previous").is_none());
+    assert!(link(&back_again, "previous").is_none());
 }

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json};
+use crate::helpers::{TestApp, follow, json, link, match_ids as ordered_ids};
 
 const UCUM: &str = "http://unitsofmeasure.org";
 const LOINC: &str = "http://loinc.org";
@@ -382,28 +382,6 @@ async fn malformed_values_are_400_naming_the_parameter() {
             "{query}: {body}"
         );
     }
-}
-
-fn link(bundle: &Value, relation: &str) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == relation)
-        .map(|l| l["url"].as_str().unwrap().to_string())
-}
-
-use crate::helpers::match_ids as ordered_ids;
-
-async fn follow(app: &TestApp, url: &str) -> Value {
-    let response = app
-        .client
-        .get(url)
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{url}");
-    json(response).await
 }
 
 #[tokio::test]
