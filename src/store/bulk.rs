@@ -6,11 +6,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 use super::resources::now;
+use super::statement::{Bound, Statement};
 use super::{Pool, connection, index};
 use crate::error::ApiResult;
 use crate::fhir::resource::stamp_meta;
@@ -83,10 +84,17 @@ pub async fn write(pool: &Pool, batch: PreparedBatch) -> ApiResult<usize> {
     if batch.is_empty() {
         return Ok(0);
     }
+    let PreparedBatch {
+        last_updated,
+        types,
+        ids,
+        contents,
+        entries,
+    } = batch;
     let mut pooled = connection(pool).await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
     conn.transaction(async |conn: &mut AsyncPgConnection| -> ApiResult<usize> {
-        let inserted: Vec<Inserted> = diesel::sql_query(
+        let inserted: Vec<Inserted> = Statement::new(
             "WITH input AS ( \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS i(resource_type, id, content) \
              ), inserted AS ( \
@@ -99,19 +107,19 @@ pub async fn write(pool: &Pool, batch: PreparedBatch) -> ApiResult<usize> {
                  SELECT resource_type, id, 1, $4, false, 'PUT', content FROM inserted ORDER BY created_seq \
              ) \
              SELECT resource_type, id, created_seq FROM inserted",
+            vec![
+                Bound::Texts(types),
+                Bound::Texts(ids),
+                Bound::Texts(contents),
+                Bound::Instant(last_updated),
+            ],
         )
-        .bind::<Array<Text>, _>(&batch.types)
-        .bind::<Array<Text>, _>(&batch.ids)
-        .bind::<Array<Text>, _>(&batch.contents)
-        .bind::<Timestamptz, _>(batch.last_updated)
         .load(conn)
         .await?;
         let rows: Vec<(i64, &str, &IndexEntries)> = inserted
             .iter()
             .filter_map(|row| {
-                let entries = batch
-                    .entries
-                    .get(&(row.resource_type.clone(), row.id.clone()))?;
+                let entries = entries.get(&(row.resource_type.clone(), row.id.clone()))?;
                 Some((row.created_seq, row.resource_type.as_str(), entries))
             })
             .collect();
