@@ -267,19 +267,26 @@ impl Modify for ResourceSchemas {
                 .schemas
                 .insert(resource_type.clone(), schema.into());
         }
-        while let Some(type_name) = pending.pop() {
-            if !done.insert(type_name.clone()) {
+        while let Some(name) = pending.pop() {
+            if !done.insert(name.clone()) {
                 continue;
             }
-            let Some(definition) = registry().structure(&type_name) else {
+            // A data type, or a backbone element path named by a contentReference.
+            let owner = name.split('.').next().unwrap_or(&name);
+            let Some(definition) = registry().structure(owner) else {
                 continue;
             };
-            let root = definition
-                .root()
-                .map(|r| r.path.clone())
-                .unwrap_or_else(|| type_name.clone());
+            let root = match name.contains('.') {
+                true => name.clone(),
+                false => definition
+                    .root()
+                    .map(|r| r.path.clone())
+                    .unwrap_or_else(|| name.clone()),
+            };
             let schema = structure_schema(definition, &root, &mut pending);
-            components.schemas.insert(type_name, schema.into());
+            components
+                .schemas
+                .insert(component_name(&name), schema.into());
         }
         add_request_examples(openapi);
     }
@@ -321,6 +328,11 @@ fn structure_schema(
     object
 }
 
+/// The component name of a data type, or of a backbone element path (`Type_element`).
+fn component_name(name: &str) -> String {
+    name.replace('.', "_")
+}
+
 /// The JSON properties one element contributes: one, or one per type for a choice.
 fn element_schemas(
     definition: &StructureDefinition,
@@ -328,11 +340,12 @@ fn element_schemas(
     pending: &mut Vec<String>,
 ) -> Vec<(String, RefOr<Schema>)> {
     if let Some(reference) = &element.content_reference {
-        let schema = structure_schema(definition, reference.trim_start_matches('#'), pending);
-        return vec![(
-            element.name.clone(),
-            schema.description(Some(element.short.clone())).into(),
-        )];
+        // A reference back to a backbone element (QuestionnaireResponse.item.item) may be
+        // recursive, so it becomes a component of its own rather than an inline copy.
+        let path = reference.trim_start_matches('#').to_string();
+        let schema = utoipa::openapi::Ref::from_schema_name(component_name(&path));
+        pending.push(path);
+        return vec![(element.name.clone(), schema.into())];
     }
     if definition.children(&element.path).next().is_some() {
         let schema = structure_schema(definition, &element.path, pending);

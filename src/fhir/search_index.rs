@@ -592,3 +592,41 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod coverage_tests {
+    use super::*;
+
+    /// Every R4 search parameter of every registry type is index-backed, except the
+    /// resource-level text/query parameters, Patient `deceased` (exists() in its FHIRPath),
+    /// and the composites and `value-string` of Observation.
+    #[test]
+    fn every_standard_parameter_is_indexed_but_the_known_exceptions() {
+        const NOT_INDEXED_ANYWHERE: &[&str] = &["_text", "_content", "_query"];
+        let mut unsupported: Vec<String> = Vec::new();
+        for resource_type in registry().resource_types() {
+            for parameter in registry().search_parameters(resource_type) {
+                let code = parameter.code.as_str();
+                let skipped =
+                    COLUMN_PARAMETERS.contains(&code) || NOT_INDEXED_ANYWHERE.contains(&code);
+                if !skipped && indexed_parameter(resource_type, code).is_none() {
+                    unsupported.push(format!("{resource_type}.{code}"));
+                }
+            }
+        }
+        unsupported.sort();
+        let expected = [
+            "Observation.code-value-concept",
+            "Observation.code-value-date",
+            "Observation.code-value-quantity",
+            "Observation.code-value-string",
+            "Observation.combo-code-value-concept",
+            "Observation.combo-code-value-quantity",
+            "Observation.component-code-value-concept",
+            "Observation.component-code-value-quantity",
+            "Observation.value-string",
+            "Patient.deceased",
+        ];
+        assert_eq!(unsupported, expected);
+    }
+}

@@ -12,5 +12,6 @@ mod history;
 mod search;
 mod search_oracle;
 mod search_params;
+mod supporting_types;
 mod system;
 mod validation;

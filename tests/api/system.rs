@@ -24,7 +24,18 @@ async fn capability_statement_lists_each_type_and_its_interactions() {
         .collect();
     assert_eq!(
         types,
-        ["Patient", "Observation", "MedicationAdministration"]
+        [
+            "Patient",
+            "Observation",
+            "MedicationAdministration",
+            "Condition",
+            "Encounter",
+            "Practitioner",
+            "Organization",
+            "Medication",
+            "MedicationRequest",
+            "QuestionnaireResponse"
+        ]
     );
     for resource in resources {
         let interactions: Vec<&str> = resource["interaction"]
