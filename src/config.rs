@@ -145,6 +145,11 @@ pub struct Config {
     )]
     pub shutdown_timeout_seconds: u64,
 
+    /// TOML file with the clinic's safety thresholds, series and discharge rules
+    /// (config/clinic.toml shows every key with its default). Unset: the defaults.
+    #[arg(long, global = true, env = "CLINIC_CONFIG_FILE")]
+    pub clinic_config_file: Option<PathBuf>,
+
     /// Number of HTTP worker threads (0 = one per CPU core).
     #[arg(long, global = true, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,

@@ -1,6 +1,7 @@
 //! ketamine-fhir: a FHIR R4 server for ketamine-infusion pain clinics.
 
 pub mod auth;
+pub mod clinic;
 pub mod config;
 pub mod error;
 pub mod fhir;

@@ -7,6 +7,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::auth::TokenVerifier;
+use crate::clinic::config::ClinicConfig;
 use crate::config::{Config, DefaultTotal};
 use crate::fhir::search::PageLimits;
 use crate::metrics::Metrics;
@@ -32,6 +33,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)?;
         let address = listener.local_addr()?;
         let base_url = config.base_url_for(address);
+        let clinic = std::sync::Arc::new(ClinicConfig::load(config.clinic_config_file.as_deref())?);
         let state = web::Data::new(AppState {
             pool,
             base_url: base_url.clone(),
@@ -47,6 +49,7 @@ impl Application {
                 DefaultTotal::Estimate => Total::Estimate,
                 DefaultTotal::Accurate => Total::Accurate,
             },
+            clinic,
         });
         let metrics = web::Data::new(Metrics::new());
         let openapi = crate::openapi::configure(crate::openapi::document());

@@ -4,11 +4,15 @@ pub mod conditional;
 pub mod crud;
 pub mod history;
 pub mod http;
+pub mod operations;
+pub mod outcomes;
+pub mod report;
 pub mod search;
 pub mod system;
 
 use actix_web::web;
 
+use crate::clinic::config::ClinicConfig;
 use crate::error::ApiError;
 use crate::fhir::search::PageLimits;
 use crate::fhir::search_index::IndexContext;
@@ -27,6 +31,8 @@ pub struct AppState {
     pub max_includes: usize,
     /// `Bundle.total` of a first page when the client sends no `_total`.
     pub default_total: Total,
+    /// The clinic's safety thresholds and treatment rules.
+    pub clinic: std::sync::Arc<ClinicConfig>,
 }
 
 /// Every endpoint of the service. The FHIR interactions served here are the ones the
@@ -35,10 +41,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(system::healthz))
         .route("/readyz", web::get().to(system::readyz))
         .route("/metrics", web::get().to(system::metrics))
+        .service(resource("/reports/patients/{id}").route(web::get().to(report::patient_report)))
         .service(
             web::scope("/fhir")
                 .service(resource("/metadata").route(web::get().to(system::metadata)))
                 .service(resource("/_history").route(web::get().to(history::system_history)))
+                .service(resource("/$outcomes").route(web::get().to(outcomes::clinic_outcomes)))
+                .service(
+                    resource("/Patient/{id}/$outcomes")
+                        .route(web::get().to(outcomes::patient_outcomes)),
+                )
+                .service(
+                    resource("/Patient/{id}/$treatment-status")
+                        .route(web::get().to(operations::treatment_status)),
+                )
+                .service(resource("/{type}/$validate").route(web::post().to(operations::validate)))
                 .service(resource("/{type}/_search").route(web::post().to(search::search_post)))
                 .service(resource("/{type}/_history").route(web::get().to(history::type_history)))
                 .service(

@@ -1,0 +1,70 @@
+//! The code systems, codes and extension URLs the clinic logic reads and writes.
+
+use serde_json::Value;
+
+pub const LOINC: &str = "http://loinc.org";
+pub const ICD10_CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+pub const UCUM: &str = "http://unitsofmeasure.org";
+
+pub const BODY_WEIGHT: &str = "29463-7";
+pub const BLOOD_PRESSURE_PANEL: &str = "85354-9";
+pub const SYSTOLIC: &str = "8480-6";
+pub const DIASTOLIC: &str = "8462-4";
+pub const HEART_RATE: &str = "8867-4";
+pub const SPO2: &str = "2708-6";
+pub const SPO2_PULSE_OXIMETRY: &str = "59408-5";
+pub const PAIN_SEVERITY: &str = "72514-3";
+pub const PEG_SCORE: &str = "91147-9";
+pub const PHQ9_TOTAL: &str = "44261-6";
+pub const GAD7_TOTAL: &str = "70274-6";
+
+/// Every LOINC code whose Observations the clinic rules read.
+pub const OBSERVATION_CODES: &[&str] = &[
+    BODY_WEIGHT,
+    BLOOD_PRESSURE_PANEL,
+    HEART_RATE,
+    SPO2,
+    SPO2_PULSE_OXIMETRY,
+    PAIN_SEVERITY,
+    PEG_SCORE,
+    PHQ9_TOTAL,
+    GAD7_TOTAL,
+];
+
+/// The clinic's own definitions (extensions and code systems) live under this base.
+pub const CLINIC_BASE: &str = "https://ketamine-fhir.example.org/fhir";
+
+/// Condition.category code system of clinic flags, and the flag that marks a
+/// contraindication to ketamine.
+pub const CLINIC_CONDITION_FLAGS: &str =
+    "https://ketamine-fhir.example.org/fhir/CodeSystem/condition-flag";
+pub const CONTRAINDICATION: &str = "ketamine-contraindication";
+
+/// Extension on MedicationAdministration.dosage: the dose per kg the server computed.
+pub const DOSE_PER_KG_EXTENSION: &str =
+    "https://ketamine-fhir.example.org/fhir/StructureDefinition/dose-per-kg";
+/// Extension on MedicationAdministration.dosage: the rate per kg and hour the server computed.
+pub const RATE_PER_KG_EXTENSION: &str =
+    "https://ketamine-fhir.example.org/fhir/StructureDefinition/rate-per-kg";
+/// Extension on MedicationAdministration: a clinician's documented override of safety rules
+/// (sub-extensions `reason`, `practitioner`, and optionally `rule`, one per rule overridden).
+pub const OVERRIDE_EXTENSION: &str =
+    "https://ketamine-fhir.example.org/fhir/StructureDefinition/safety-override";
+/// Extension on MedicationAdministration: a rule that failed and was overridden, as the
+/// server recorded it (sub-extensions `rule` and `finding`).
+pub const OVERRIDDEN_RULE_EXTENSION: &str =
+    "https://ketamine-fhir.example.org/fhir/StructureDefinition/safety-overridden-rule";
+
+/// The (system, code) pairs of a CodeableConcept.
+pub fn codings(concept: &Value) -> impl Iterator<Item = (&str, &str)> {
+    concept["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|coding| {
+            Some((
+                coding["system"].as_str().unwrap_or_default(),
+                coding["code"].as_str()?,
+            ))
+        })
+}

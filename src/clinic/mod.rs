@@ -1,0 +1,9 @@
+//! The clinic's own logic on top of the generic FHIR store: infusion safety rules, treatment
+//! series, outcome measures and the patient report. Everything here is computed from typed
+//! views of the stored JSON (`record`); the SQL that fetches it lives in `store::clinic`.
+
+pub mod codes;
+pub mod config;
+pub mod record;
+pub mod outcomes;
+pub mod series;
