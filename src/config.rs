@@ -186,6 +186,19 @@ impl Config {
         }
     }
 
+    /// What the write path needs: index extraction and the clinic's rules (read from
+    /// CLINIC_CONFIG_FILE).
+    pub fn write_context(
+        &self,
+        bound: SocketAddr,
+    ) -> anyhow::Result<crate::store::resources::WriteContext> {
+        let clinic = crate::clinic::config::ClinicConfig::load(self.clinic_config_file.as_deref())?;
+        Ok(crate::store::resources::WriteContext {
+            index: self.index_context(bound),
+            clinic: std::sync::Arc::new(clinic),
+        })
+    }
+
     /// The pool size, with 0 resolved against the machine's cores.
     pub fn pool_size(&self) -> usize {
         match self.db_pool_size {

@@ -94,13 +94,13 @@ async fn main() -> anyhow::Result<()> {
         } => {
             telemetry::init_tracing(config.log_format);
             let pool = startup::command_pool(&config)?;
-            let context = config.index_context(config.listen_addr);
-            store::index::ensure_current(&pool, &context).await?;
+            let context = config.write_context(config.listen_addr)?;
+            store::index::ensure_current(&pool, &context.index).await?;
             let started = std::time::Instant::now();
             let summary = if demo {
                 seed::load_demo(&pool, &context).await?
             } else {
-                seed::synthetic::load(&pool, &context, patients).await?
+                seed::synthetic::load(&pool, &context.index, patients).await?
             };
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(

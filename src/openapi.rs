@@ -42,6 +42,11 @@ pub const BEARER: &str = "bearer_jwt";
         routes::history::instance_history,
         routes::history::type_history,
         routes::history::system_history,
+        routes::outcomes::patient_outcomes,
+        routes::outcomes::clinic_outcomes,
+        routes::report::patient_report,
+        routes::operations::validate,
+        routes::operations::treatment_status,
         routes::system::healthz,
         routes::system::readyz,
         routes::system::metrics,
@@ -52,6 +57,7 @@ pub const BEARER: &str = "bearer_jwt";
         (name = "FHIR resources", description = "Create, read, update, patch, delete and version history"),
         (name = "FHIR search", description = "Search by type"),
         (name = "FHIR server", description = "CapabilityStatement and system-level history"),
+        (name = "FHIR operations", description = "Clinic operations: $validate with the infusion safety rules, treatment status, outcomes"),
         (name = "Operations", description = "Health, readiness and metrics"),
     )
 )]

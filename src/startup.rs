@@ -7,7 +7,6 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::auth::TokenVerifier;
-use crate::clinic::config::ClinicConfig;
 use crate::config::{Config, DefaultTotal};
 use crate::fhir::search::PageLimits;
 use crate::metrics::Metrics;
@@ -33,7 +32,6 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)?;
         let address = listener.local_addr()?;
         let base_url = config.base_url_for(address);
-        let clinic = std::sync::Arc::new(ClinicConfig::load(config.clinic_config_file.as_deref())?);
         let state = web::Data::new(AppState {
             pool,
             base_url: base_url.clone(),
@@ -42,14 +40,13 @@ impl Application {
                 max: config.max_page_size,
             },
             max_body_bytes: config.max_body_bytes,
-            index: config.index_context(address),
+            writes: config.write_context(address)?,
             max_includes: config.max_includes,
             default_total: match config.search_default_total {
                 DefaultTotal::None => Total::WhenComplete,
                 DefaultTotal::Estimate => Total::Estimate,
                 DefaultTotal::Accurate => Total::Accurate,
             },
-            clinic,
         });
         let metrics = web::Data::new(Metrics::new());
         let openapi = crate::openapi::configure(crate::openapi::document());
@@ -88,7 +85,7 @@ impl Application {
     /// Rebuilds the search index if it was built by other extraction rules (or never);
     /// returns how many resources were reindexed.
     pub async fn ensure_search_index(&self) -> anyhow::Result<usize> {
-        store::index::ensure_current(&self.state.pool, &self.state.index)
+        store::index::ensure_current(&self.state.pool, &self.state.writes.index)
             .await
             .map_err(|e| anyhow::anyhow!("rebuilding the search index failed: {e}"))
     }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// Everything the clinic decides for itself. Unknown keys are refused, so a typo in the file
 /// fails at start-up instead of silently keeping a default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClinicConfig {
     pub ketamine: KetamineCodes,
@@ -19,21 +19,6 @@ pub struct ClinicConfig {
     pub cumulative: CumulativeRule,
     pub discharge: DischargeRule,
     pub contraindications: ContraindicationRule,
-}
-
-impl Default for ClinicConfig {
-    fn default() -> Self {
-        ClinicConfig {
-            ketamine: KetamineCodes::default(),
-            weight: WeightRule::default(),
-            dose: DoseRule::default(),
-            pre_infusion: PreInfusionRule::default(),
-            series: SeriesRule::default(),
-            cumulative: CumulativeRule::default(),
-            discharge: DischargeRule::default(),
-            contraindications: ContraindicationRule::default(),
-        }
-    }
 }
 
 impl ClinicConfig {
@@ -53,13 +38,29 @@ impl ClinicConfig {
     /// Ranges must be ranges.
     fn check(&self) -> anyhow::Result<()> {
         let ranges = [
-            ("dose.min_mg_per_kg/max_mg_per_kg", self.dose.min_mg_per_kg, self.dose.max_mg_per_kg),
-            ("dose.min_rate/max_rate", self.dose.min_rate_mg_per_kg_per_hour, self.dose.max_rate_mg_per_kg_per_hour),
-            ("dose.min_minutes/max_minutes", self.dose.min_minutes, self.dose.max_minutes),
-            ("pre_infusion.min/max_heart_rate", self.pre_infusion.min_heart_rate, self.pre_infusion.max_heart_rate),
+            (
+                "dose.min_mg_per_kg/max_mg_per_kg",
+                self.dose.min_mg_per_kg,
+                self.dose.max_mg_per_kg,
+            ),
+            (
+                "dose.min_rate/max_rate",
+                self.dose.min_rate_mg_per_kg_per_hour,
+                self.dose.max_rate_mg_per_kg_per_hour,
+            ),
+            (
+                "dose.min_minutes/max_minutes",
+                self.dose.min_minutes,
+                self.dose.max_minutes,
+            ),
+            (
+                "pre_infusion.min/max_heart_rate",
+                self.pre_infusion.min_heart_rate,
+                self.pre_infusion.max_heart_rate,
+            ),
         ];
         for (name, low, high) in ranges {
-            if !(low <= high) {
+            if low > high || low.is_nan() || high.is_nan() {
                 anyhow::bail!("clinic configuration: {name} is not a range ({low} > {high})");
             }
         }
@@ -91,9 +92,18 @@ impl Default for KetamineCodes {
             system: "http://www.nlm.nih.gov/research/umls/rxnorm".into(),
             ingredient: "6130".into(),
             products: vec![
-                KetamineProduct { code: "238083".into(), mg_per_ml: Some(100.0) },
-                KetamineProduct { code: "238082".into(), mg_per_ml: Some(50.0) },
-                KetamineProduct { code: "238084".into(), mg_per_ml: Some(10.0) },
+                KetamineProduct {
+                    code: "238083".into(),
+                    mg_per_ml: Some(100.0),
+                },
+                KetamineProduct {
+                    code: "238082".into(),
+                    mg_per_ml: Some(50.0),
+                },
+                KetamineProduct {
+                    code: "238084".into(),
+                    mg_per_ml: Some(10.0),
+                },
             ],
         }
     }
@@ -211,7 +221,7 @@ impl Default for CumulativeRule {
     fn default() -> Self {
         CumulativeRule {
             max_mg_per_kg_per_series: 6.0,
-            max_mg_per_kg_per_7_days: 3.0,
+            max_mg_per_kg_per_7_days: 4.0,
         }
     }
 }
@@ -243,14 +253,11 @@ impl Default for ContraindicationRule {
     fn default() -> Self {
         let codes = [
             // Hypertensive crisis (uncontrolled hypertension)
-            "I16*",
-            // Schizophrenia and other psychotic disorders
+            "I16*", // Schizophrenia and other psychotic disorders
             "F20*", "F22*", "F23*", "F25*", "F28", "F29",
             // Unstable angina, acute myocardial infarction, heart failure
-            "I20.0", "I21*", "I50*",
-            // Hepatic failure
-            "K72*",
-            // Raised intracranial pressure, glaucoma
+            "I20.0", "I21*", "I50*", // Hepatic failure
+            "K72*", // Raised intracranial pressure, glaucoma
             "G93.2", "G93.6", "H40.2*",
             // Active substance dependence (alcohol, opioids, cannabis, sedatives, cocaine,
             // other stimulants, hallucinogens)
@@ -261,5 +268,42 @@ impl Default for ContraindicationRule {
         ContraindicationRule {
             icd10_codes: codes.iter().map(|c| c.to_string()).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_file_lists_exactly_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clinic.toml");
+        assert_eq!(
+            ClinicConfig::load(Some(&path)).unwrap(),
+            ClinicConfig::default()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_inverted_ranges_are_refused() {
+        let typo: Result<ClinicConfig, _> = toml::from_str("[dose]\nmax_mg_per_kilo = 2.0");
+        assert!(typo.unwrap_err().to_string().contains("max_mg_per_kilo"));
+        let partial: ClinicConfig = toml::from_str("[dose]\nmax_mg_per_kg = 1.5").unwrap();
+        assert_eq!(partial.dose.max_mg_per_kg, 1.5);
+        assert_eq!(partial.dose.min_mg_per_kg, 0.1);
+        let inverted = ClinicConfig {
+            dose: DoseRule {
+                min_mg_per_kg: 2.0,
+                ..DoseRule::default()
+            },
+            ..ClinicConfig::default()
+        };
+        assert!(
+            inverted
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("dose.min_mg_per_kg")
+        );
     }
 }

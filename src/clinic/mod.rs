@@ -2,8 +2,12 @@
 //! series, outcome measures and the patient report. Everything here is computed from typed
 //! views of the stored JSON (`record`); the SQL that fetches it lives in `store::clinic`.
 
+pub mod chart;
 pub mod codes;
 pub mod config;
-pub mod record;
 pub mod outcomes;
+pub mod record;
+pub mod report;
+pub mod safety;
 pub mod series;
+pub mod treatment;

@@ -180,14 +180,19 @@ impl Infusion {
             }
             None => {
                 let hours = self.minutes()? / 60.0;
-                (hours > 0.0).then_some(self.mg_per_kg(weight)? / hours)?.into()
+                (hours > 0.0)
+                    .then_some(self.mg_per_kg(weight)? / hours)?
+                    .into()
             }
         }
     }
 }
 
 /// The CodeableConcept naming the medication: inline, or from the referenced Medication.
-fn medication_concept<'a>(administration: &'a Value, medications: &'a [Value]) -> Option<&'a Value> {
+fn medication_concept<'a>(
+    administration: &'a Value,
+    medications: &'a [Value],
+) -> Option<&'a Value> {
     if administration.get("medicationCodeableConcept").is_some() {
         return Some(&administration["medicationCodeableConcept"]);
     }

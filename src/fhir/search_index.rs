@@ -199,7 +199,7 @@ pub fn fingerprint(context: &IndexContext) -> String {
 }
 
 /// Bump when the extraction code changes meaning.
-const EXTRACTION_RULES_VERSION: u32 = 1;
+const EXTRACTION_RULES_VERSION: u32 = 2;
 
 /// The index entries of one resource.
 pub fn extract(resource_type: &str, resource: &Value, context: &IndexContext) -> IndexEntries {

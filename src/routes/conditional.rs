@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::AppState;
 use super::crud::{ensure_in_compartment, ensure_may_create, resource_body};
-use super::http::{Preferences, created_or_ok, if_match, preferences, write_response};
+use super::http::{
+    Preferences, created_or_ok, if_match, preferences, write_response, written_response,
+};
 use super::search::conditional_criteria;
 use crate::auth::jwt::Access;
 use crate::auth::{Interaction, Principal};
@@ -59,7 +61,7 @@ pub async fn create_if_none_exist(
         &query,
         &key,
         None,
-        &state.index,
+        &state.writes,
         |matched| match matched {
             Matched::Nothing => Ok(ConditionalStep::Write(
                 ResourceId::generate(),
@@ -72,9 +74,9 @@ pub async fn create_if_none_exist(
     )
     .await?;
     match (outcome.written, outcome.matched) {
-        (Some(written), _) => Ok(write_response(
+        (Some(written), _) => Ok(written_response(
             StatusCode::CREATED,
-            &written.version,
+            &written,
             &state.base_url,
             preferences,
             warnings,
@@ -131,7 +133,7 @@ pub async fn update(
         &query,
         &key,
         expected_version,
-        &state.index,
+        &state.writes,
         |matched| {
             let target = match (matched, &body_id) {
                 (Matched::Several, _) => return Err(several(&resource_type, criteria)),
@@ -167,9 +169,9 @@ pub async fn update(
     let written = outcome
         .written
         .ok_or_else(|| ApiError::internal("conditional update wrote nothing"))?;
-    Ok(write_response(
+    Ok(written_response(
         created_or_ok(written.created),
-        &written.version,
+        &written,
         &state.base_url,
         preferences,
         &warnings,
@@ -205,7 +207,7 @@ pub async fn delete(
         &query,
         &key,
         expected_version,
-        &state.index,
+        &state.writes,
         |matched| match matched {
             Matched::Nothing => Ok(ConditionalStep::Stop),
             Matched::One(found) => Ok(ConditionalStep::Write(

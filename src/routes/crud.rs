@@ -8,7 +8,7 @@ use super::AppState;
 use super::conditional;
 use super::http::{
     Preferences, RESOURCE_CONTENT_TYPES, created_or_ok, if_match, if_none_match_hits, parse_json,
-    preferences, read_body, require_content_type, resource_response, write_response,
+    preferences, read_body, require_content_type, resource_response, written_response,
 };
 use crate::auth::jwt::{Access, in_patient_compartment};
 use crate::auth::{Interaction, Principal};
@@ -181,14 +181,14 @@ pub async fn create(
         &id,
         WriteMethod::Create,
         None,
-        &state.index,
+        &state.writes,
         |_| Ok(NextContent::Write(resource)),
     )
     .await?
     .ok_or_else(|| ApiError::internal("create wrote nothing"))?;
-    Ok(write_response(
+    Ok(written_response(
         StatusCode::CREATED,
-        &written.version,
+        &written,
         &state.base_url,
         preferences,
         &warnings,
@@ -311,7 +311,7 @@ pub async fn update(
         &id,
         WriteMethod::Update,
         expected_version,
-        &state.index,
+        &state.writes,
         |current| {
             if let Some(content) = current.and_then(|c| c.content.as_ref()) {
                 ensure_in_compartment(&access, &resource_type, content)?;
@@ -321,9 +321,9 @@ pub async fn update(
     )
     .await?
     .ok_or_else(|| ApiError::internal("update wrote nothing"))?;
-    Ok(write_response(
+    Ok(written_response(
         created_or_ok(written.created),
-        &written.version,
+        &written,
         &state.base_url,
         preferences,
         &warnings,
@@ -364,7 +364,7 @@ pub async fn patch(
         &id,
         WriteMethod::Patch,
         expected_version,
-        &state.index,
+        &state.writes,
         |current| {
             let mut patched = live_content(current, &resource_type, &id)?.clone();
             ensure_in_compartment(&access, &resource_type, &patched)?;
@@ -389,9 +389,9 @@ pub async fn patch(
     )
     .await?
     .ok_or_else(|| ApiError::internal("patch wrote nothing"))?;
-    Ok(write_response(
+    Ok(written_response(
         StatusCode::OK,
-        &written.version,
+        &written,
         &state.base_url,
         preferences,
         &warnings,
@@ -422,7 +422,7 @@ pub async fn delete(
         &id,
         WriteMethod::Delete,
         expected_version,
-        &state.index,
+        &state.writes,
         |current| match current.and_then(|c| c.content.as_ref()) {
             Some(content) => {
                 ensure_in_compartment(&access, &resource_type, content)?;

@@ -125,12 +125,13 @@ async fn respond(
     for (name, value) in &parameters {
         match name.as_str() {
             "_since" => {
-                let (start, _) = date_range_in(value, state.index.zone).ok_or_else(|| {
-                    ApiError::bad_parameter(
-                        "_since",
-                        format!("'{value}' is not a valid instant for _since"),
-                    )
-                })?;
+                let (start, _) =
+                    date_range_in(value, state.writes.index.zone).ok_or_else(|| {
+                        ApiError::bad_parameter(
+                            "_since",
+                            format!("'{value}' is not a valid instant for _since"),
+                        )
+                    })?;
                 query.since = Some(start);
                 applied.push((name.clone(), value.clone()));
             }

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fhir::FHIR_JSON;
 use crate::fhir::outcome::{Issue, operation_outcome};
 use crate::fhir::resource::{etag, instant};
-use crate::store::resources::Version;
+use crate::store::resources::{Version, Written};
 
 /// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes.
 pub async fn read_body(
@@ -185,6 +185,19 @@ pub fn created_or_ok(created: bool) -> StatusCode {
 }
 
 /// The response to a create/update/patch, shaped by `Prefer: return=`.
+/// `write_response` for a version just written, with the write's own notices (safety
+/// warnings, overrides) after the validation warnings.
+pub fn written_response(
+    status: StatusCode,
+    written: &Written,
+    base_url: &str,
+    preferences: Preferences,
+    warnings: &[Issue],
+) -> HttpResponse {
+    let issues = [warnings, written.notices.as_slice()].concat();
+    write_response(status, &written.version, base_url, preferences, &issues)
+}
+
 pub fn write_response(
     status: StatusCode,
     version: &Version,

@@ -15,8 +15,8 @@ use actix_web::web;
 use crate::clinic::config::ClinicConfig;
 use crate::error::ApiError;
 use crate::fhir::search::PageLimits;
-use crate::fhir::search_index::IndexContext;
 use crate::store::Pool;
+use crate::store::resources::WriteContext;
 use crate::store::search::Total;
 
 /// What every handler can reach.
@@ -26,13 +26,18 @@ pub struct AppState {
     pub base_url: String,
     pub page_limits: PageLimits,
     pub max_body_bytes: usize,
-    /// How index values are extracted (base URL, clinic zone).
-    pub index: IndexContext,
+    /// What every write needs: index extraction rules and the clinic's write rules.
+    pub writes: WriteContext,
     pub max_includes: usize,
     /// `Bundle.total` of a first page when the client sends no `_total`.
     pub default_total: Total,
+}
+
+impl AppState {
     /// The clinic's safety thresholds and treatment rules.
-    pub clinic: std::sync::Arc<ClinicConfig>,
+    pub fn clinic(&self) -> &ClinicConfig {
+        &self.writes.clinic
+    }
 }
 
 /// Every endpoint of the service. The FHIR interactions served here are the ones the

@@ -110,7 +110,7 @@ pub fn parse_search(
         limits: state.page_limits,
         strict,
         base_url: state.base_url.clone(),
-        zone: state.index.zone,
+        zone: state.writes.index.zone,
     };
     search::parse(resource_type.as_str(), parameters, &context)
 }

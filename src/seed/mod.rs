@@ -7,13 +7,13 @@ pub mod synthetic;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
+use crate::clinic::safety;
 use crate::error::ApiResult;
 use crate::fhir::resource::instant;
-use crate::fhir::search_index::IndexContext;
 use crate::fhir::validation::{ValidationOptions, validate_resource};
 use crate::fhir::{ResourceId, ResourceType};
 use crate::store::Pool;
-use crate::store::resources::{self, NextContent, WriteMethod};
+use crate::store::resources::{self, NextContent, WriteContext, WriteMethod};
 
 pub const DEMO_PATIENTS: usize = 50;
 
@@ -211,6 +211,8 @@ fn infusion(
 ) -> Value {
     let dose_mg = (mg_per_kg * weight_kg).round();
     let rate = ((mg_per_kg * 60.0 / minutes as f64) * 100.0).round() / 100.0;
+    // The figures the server's safety rules compute and store on every ketamine dosage.
+    let computed = safety::dosage_extensions(Some(dose_mg / weight_kg), Some(rate));
     json!({
         "resourceType": "MedicationAdministration",
         "id": id,
@@ -223,9 +225,18 @@ fn infusion(
             "text": format!("{mg_per_kg} mg/kg IV over {minutes} min"),
             "route": {"coding": [coding(SNOMED, "47625008", "Intravenous route")]},
             "dose": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"},
-            "rateQuantity": quantity(rate, "mg/kg/h")
+            "rateQuantity": quantity(rate, "mg/kg/h"),
+            "extension": computed
         }
     })
+}
+
+/// An infusion length for `mg_per_kg` that keeps the rate within the clinic's default
+/// 0.25-0.75 mg/kg/h and the length within 40-120 minutes.
+fn infusion_minutes(dice: &mut Dice, mg_per_kg: f64) -> i64 {
+    let shortest = ((mg_per_kg * 60.0 / 0.75).ceil() as i64).max(40);
+    let longest = ((mg_per_kg * 60.0 / 0.25).floor() as i64).min(120);
+    dice.between(shortest, longest.max(shortest))
 }
 
 /// Every resource of the demo clinic, in an order where references point backwards.
@@ -266,11 +277,12 @@ pub fn demo_resources() -> Vec<Value> {
         let diagnosis = *dice.pick(DIAGNOSES);
         let infusions = dice.between(4, 6);
         let mut start = series_start;
+        let mut last_end = start;
         let mut pain = dice.between(6, 9);
         for i in 1..=infusions {
             let prefix = format!("{patient}-inf{i}");
             let mg_per_kg = dice.between(30, 80) as f64 / 100.0;
-            let minutes = dice.between(40, 100);
+            let minutes = infusion_minutes(&mut dice, mg_per_kg);
             let end = start + Duration::minutes(minutes);
             all.extend(vitals(
                 &prefix,
@@ -312,10 +324,43 @@ pub fn demo_resources() -> Vec<Value> {
                 end + Duration::minutes(35),
                 pain,
             ));
+            last_end = end;
             start += Duration::days(dice.between(2, 5));
         }
+        all.push(condition(
+            &patient,
+            diagnosis,
+            series_start - Duration::days(60),
+        ));
+        let phq9 = dice.between(8, 22);
+        all.push(phq9_score(
+            format!("{patient}-phq9-baseline"),
+            &patient,
+            series_start - Duration::minutes(15),
+            phq9,
+        ));
+        all.push(phq9_score(
+            format!("{patient}-phq9-follow-up"),
+            &patient,
+            last_end + Duration::minutes(40),
+            (phq9 - dice.between(2, 12)).max(0),
+        ));
     }
     all
+}
+
+/// The diagnosis the series treats, on the problem list since `onset`.
+fn condition(patient: &str, diagnosis: (&str, &str), onset: DateTime<Utc>) -> Value {
+    json!({
+        "resourceType": "Condition",
+        "id": format!("{patient}-diagnosis"),
+        "clinicalStatus": {"coding": [coding("http://terminology.hl7.org/CodeSystem/condition-clinical", "active", "Active")]},
+        "verificationStatus": {"coding": [coding("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed", "Confirmed")]},
+        "category": [{"coding": [coding("http://terminology.hl7.org/CodeSystem/condition-category", "problem-list-item", "Problem List Item")]}],
+        "code": {"coding": [coding(ICD10, diagnosis.0, diagnosis.1)], "text": diagnosis.1},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "onsetDateTime": instant(onset)
+    })
 }
 
 fn vitals(
@@ -399,7 +444,7 @@ pub struct SeedSummary {
 }
 
 /// Loads the demo clinic; resources that already exist are left as they are.
-pub async fn load_demo(pool: &Pool, context: &IndexContext) -> ApiResult<SeedSummary> {
+pub async fn load_demo(pool: &Pool, context: &WriteContext) -> ApiResult<SeedSummary> {
     let mut summary = SeedSummary {
         created: 0,
         existing: 0,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{
     DIAGNOSES, Dice, Person, SeedSummary, blood_pressure, body_weight, coding, heart_rate,
-    infusion, oxygen_saturation, pain_score, person, phq9_score,
+    infusion, infusion_minutes, oxygen_saturation, pain_score, person, phq9_score,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::search_index::IndexContext;
@@ -154,13 +154,30 @@ pub fn patient_resources(n: u64) -> Vec<Value> {
     };
     let diagnosis = *dice.pick(DIAGNOSES);
     let mut start = intake + Duration::days(dice.between(3, 14));
+    let mut weighed = intake;
     let mut last_end = start;
     for i in 1..=infusions {
         let prefix = format!("{patient}-inf{i}");
         let mg_per_kg = dice.between(30, 80) as f64 / 100.0;
-        let minutes = dice.between(40, 100);
+        let minutes = infusion_minutes(&mut dice, mg_per_kg);
         let end = start + Duration::minutes(minutes);
         let before = start - Duration::minutes(10);
+        // The safety rules want a weight from the last 30 days and SpO2 before each infusion.
+        if start - weighed > Duration::days(25) {
+            weighed = start - Duration::minutes(20);
+            all.push(body_weight(
+                format!("{prefix}-weight"),
+                &patient,
+                weighed,
+                weight_kg,
+            ));
+        }
+        all.push(oxygen_saturation(
+            format!("{prefix}-spo2-pre"),
+            &patient,
+            before,
+            dice.between(94, 100),
+        ));
         all.push(blood_pressure(
             format!("{prefix}-bp-pre"),
             &patient,
@@ -322,7 +339,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn synthetic_patients_are_valid_deterministic_and_about_ten_observations_each() {
+    fn synthetic_patients_are_valid_deterministic_and_about_twelve_observations_each() {
         let patients = 500;
         let all: Vec<Value> = (1..=patients).flat_map(patient_resources).collect();
         assert_eq!(
@@ -347,7 +364,7 @@ mod tests {
             .count();
         let per_patient = observations as f64 / patients as f64;
         assert!(
-            (8.0..13.0).contains(&per_patient),
+            (10.0..14.0).contains(&per_patient),
             "{per_patient} observations per patient"
         );
         let ids: std::collections::HashSet<&str> =

@@ -10,8 +10,10 @@ use serde_json::Value;
 use super::statement::{Bound, Statement};
 use super::{Pool, connection};
 use crate::clinic::codes;
-use crate::clinic::record::PatientResources;
-use crate::error::ApiResult;
+use crate::clinic::config::ClinicConfig;
+use crate::clinic::record::{Infusion, PatientRecord, PatientResources};
+use crate::clinic::safety::{self, Assessment, Decision};
+use crate::error::{ApiError, ApiResult};
 use crate::fhir::fhirpath::reference_target;
 
 /// Live resources of the patient's compartment (by the `patient` search parameter) that
@@ -47,7 +49,12 @@ pub async fn patient_resources_on(
             Bound::Texts(types.iter().map(|t| t.to_string()).collect()),
             Bound::Text(patient_id.to_string()),
             Bound::Text(codes::LOINC.to_string()),
-            Bound::Texts(codes::OBSERVATION_CODES.iter().map(|c| c.to_string()).collect()),
+            Bound::Texts(
+                codes::OBSERVATION_CODES
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+            ),
         ],
     )
     .load(conn)
@@ -72,7 +79,9 @@ pub async fn patient_resources(pool: &Pool, patient_id: &str) -> ApiResult<Patie
 }
 
 /// The ids of the Medications that administrations reference.
-pub fn referenced_medications<'a>(administrations: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+pub fn referenced_medications<'a>(
+    administrations: impl IntoIterator<Item = &'a Value>,
+) -> Vec<String> {
     let mut ids: Vec<String> = administrations
         .into_iter()
         .filter_map(|a| a["medicationReference"]["reference"].as_str())
@@ -88,7 +97,10 @@ pub fn referenced_medications<'a>(administrations: impl IntoIterator<Item = &'a 
 const MEDICATIONS: &str = "SELECT r.resource_type, r.content FROM resources r \
 WHERE r.resource_type = 'Medication' AND r.id = ANY($1) AND NOT r.deleted";
 
-pub async fn medications_on(conn: &mut AsyncPgConnection, ids: Vec<String>) -> ApiResult<Vec<Value>> {
+pub async fn medications_on(
+    conn: &mut AsyncPgConnection,
+    ids: Vec<String>,
+) -> ApiResult<Vec<Value>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -100,7 +112,10 @@ pub async fn medications_on(conn: &mut AsyncPgConnection, ids: Vec<String>) -> A
 
 /// Serialises infusion writes of one patient until the transaction ends, so two infusions
 /// recorded at once are each checked against the other (interval, cumulative dose).
-pub async fn lock_patient_infusions(conn: &mut AsyncPgConnection, patient_id: &str) -> ApiResult<()> {
+pub async fn lock_patient_infusions(
+    conn: &mut AsyncPgConnection,
+    patient_id: &str,
+) -> ApiResult<()> {
     Statement::new(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         vec![Bound::Text(format!("infusions of Patient/{patient_id}"))],
@@ -129,7 +144,10 @@ SELECT $1, $2, $3::integer, $4, rule, finding, $5, $6 FROM unnest($7::text[], $8
 
 /// Records the overridden rules of one version (all rows share resource, reason and
 /// practitioner).
-pub async fn record_overrides(conn: &mut AsyncPgConnection, records: &[OverrideRecord]) -> ApiResult<()> {
+pub async fn record_overrides(
+    conn: &mut AsyncPgConnection,
+    records: &[OverrideRecord],
+) -> ApiResult<()> {
     let Some(first) = records.first() else {
         return Ok(());
     };
@@ -149,4 +167,57 @@ pub async fn record_overrides(conn: &mut AsyncPgConnection, records: &[OverrideR
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The safety assessment of an administration, when the rules apply to it (see
+/// `safety::patient_to_check`), against the patient's record as this connection sees it.
+/// With `lock`, infusion writes of that patient wait for this transaction.
+pub async fn assess_infusion_on(
+    conn: &mut AsyncPgConnection,
+    config: &ClinicConfig,
+    administration: &Value,
+    previous: Option<&Value>,
+    lock: bool,
+) -> ApiResult<Option<(String, Assessment)>> {
+    let medications = medications_on(conn, referenced_medications([administration])).await?;
+    let Some(patient) = safety::patient_to_check(administration, previous, &medications, config)
+    else {
+        return Ok(None);
+    };
+    let Some(infusion) = Infusion::read(administration, &medications, &config.ketamine) else {
+        return Ok(None);
+    };
+    if lock {
+        lock_patient_infusions(conn, &patient).await?;
+    }
+    let resources = patient_resources_on(conn, &patient).await?;
+    let record = PatientRecord::from_resources(&resources, config);
+    Ok(Some((patient, safety::assess(&infusion, &record, config))))
+}
+
+/// The write path's step for MedicationAdministrations: refuses an unsafe infusion (422,
+/// every failed rule), or stores the computed figures on it and returns what to audit.
+pub async fn enforce_infusion_rules(
+    conn: &mut AsyncPgConnection,
+    config: &ClinicConfig,
+    administration: &mut Value,
+    previous: Option<&Value>,
+) -> ApiResult<Option<(String, Decision)>> {
+    let Some((patient, assessment)) =
+        assess_infusion_on(conn, config, administration, previous, true).await?
+    else {
+        return Ok(None);
+    };
+    let decision = safety::decide(administration, &assessment).map_err(ApiError::Unprocessable)?;
+    Ok(Some((patient, decision)))
+}
+
+/// `assess_infusion_on` on a pooled connection, without locking (for `$validate`).
+pub async fn assess_infusion(
+    pool: &Pool,
+    config: &ClinicConfig,
+    administration: &Value,
+) -> ApiResult<Option<(String, Assessment)>> {
+    let mut conn = connection(pool).await?;
+    assess_infusion_on(&mut conn, config, administration, None, false).await
 }

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod clinic;
 pub mod history;
 pub mod index;
+pub mod outcomes;
 pub mod resources;
 pub mod schema;
 pub mod search;

@@ -1,17 +1,23 @@
 //! Resource versions: read, vread, and the single write path (`write_version`) that every
 //! create, update, patch and delete goes through, in one transaction.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::clinic::{self, OverrideRecord};
 use super::index;
 use super::schema::{resource_versions, resources};
 use super::search::{self, SearchQuery, Total};
 use super::statement::{Bound, Statement};
 use super::{Pool, connection};
+use crate::clinic::config::ClinicConfig;
+use crate::clinic::safety::Decision;
 use crate::error::{ApiError, ApiResult};
+use crate::fhir::outcome::Issue;
 use crate::fhir::resource::{id_of, stamp_meta};
 use crate::fhir::search_index::{self, IndexContext, IndexEntries};
 use crate::fhir::{ResourceId, ResourceType};
@@ -40,6 +46,14 @@ pub struct Current {
     pub content: Option<Value>,
 }
 
+/// What every write needs besides the resource: how index values are extracted, and the
+/// clinic's rules that some writes must pass (infusion safety).
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub index: IndexContext,
+    pub clinic: Arc<ClinicConfig>,
+}
+
 /// The interaction that produces a version; recorded in history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMethod {
@@ -65,6 +79,8 @@ impl WriteMethod {
 pub struct Written {
     pub version: Version,
     pub created: bool,
+    /// Warnings about the write to report with it (safety notices, overrides).
+    pub notices: Vec<Issue>,
 }
 
 /// The current version of a resource (live or deleted), if it ever existed.
@@ -150,7 +166,7 @@ pub async fn write_version<F>(
     id: &ResourceId,
     method: WriteMethod,
     if_match: Option<i32>,
-    context: &IndexContext,
+    context: &WriteContext,
     decide: F,
 ) -> ApiResult<Option<Written>>
 where
@@ -173,7 +189,7 @@ async fn write_in<F>(
     id: &ResourceId,
     method: WriteMethod,
     if_match: Option<i32>,
-    context: &IndexContext,
+    context: &WriteContext,
     decide: F,
 ) -> ApiResult<Option<Written>>
 where
@@ -190,11 +206,18 @@ where
     let next_version = current.as_ref().map_or(1, |c| c.version_id + 1);
     let created = current.as_ref().is_none_or(|c| c.deleted);
     let last_updated = now();
+    let mut checked = None;
     let content = match decide(current.as_ref())? {
         NextContent::Nothing => return Ok(None),
         NextContent::Delete => None,
         NextContent::Write(mut content) => {
             stamp_meta(&mut content, id.as_str(), next_version, last_updated);
+            if resource_type.as_str() == "MedicationAdministration" {
+                let previous = current.as_ref().and_then(|c| c.content.as_ref());
+                checked =
+                    clinic::enforce_infusion_rules(conn, &context.clinic, &mut content, previous)
+                        .await?;
+            }
             Some(content)
         }
     };
@@ -207,8 +230,61 @@ where
         method: method.http_method().to_string(),
         content,
     };
-    store_version(conn, &version, current.as_ref(), context).await?;
-    Ok(Some(Written { version, created }))
+    store_version(conn, &version, current.as_ref(), &context.index).await?;
+    let notices = match checked {
+        Some((patient, decision)) => audit_overrides(conn, &version, &patient, decision).await?,
+        None => Vec::new(),
+    };
+    Ok(Some(Written {
+        version,
+        created,
+        notices,
+    }))
+}
+
+/// Records each overridden safety rule of this version, in its transaction; returns the
+/// notices to report with the write.
+async fn audit_overrides(
+    conn: &mut AsyncPgConnection,
+    version: &Version,
+    patient: &str,
+    decision: Decision,
+) -> ApiResult<Vec<Issue>> {
+    let Some(by) = decision.by.filter(|_| !decision.overridden.is_empty()) else {
+        return Ok(decision.notices);
+    };
+    let records: Vec<OverrideRecord> = decision
+        .overridden
+        .iter()
+        .map(|finding| OverrideRecord {
+            resource_type: version.resource_type.clone(),
+            resource_id: version.id.clone(),
+            version_id: version.version_id,
+            patient_id: patient.to_string(),
+            rule: finding.rule.to_string(),
+            finding: finding.text.clone(),
+            reason: by.reason.clone(),
+            practitioner: by.practitioner.clone(),
+        })
+        .collect();
+    clinic::record_overrides(conn, &records).await?;
+    let rules: Vec<&str> = decision.overridden.iter().map(|f| f.rule).collect();
+    tracing::warn!(
+        resource = %format!("{}/{}/_history/{}", version.resource_type, version.id, version.version_id),
+        rules = %rules.join(","),
+        "infusion safety rules overridden"
+    );
+    let mut notices = decision.notices;
+    notices.extend(decision.overridden.iter().map(|finding| {
+        Issue::warning(
+            "business-rule",
+            format!(
+                "Infusion safety rule {} overridden by {}: {}",
+                finding.rule, by.practitioner, finding.text
+            ),
+        )
+    }));
+    Ok(notices)
 }
 
 /// What a conditional interaction's criteria matched: nothing, one live resource, or more.
@@ -245,7 +321,7 @@ pub async fn write_conditionally<C, F>(
     criteria: &SearchQuery,
     lock_key: &str,
     if_match: Option<i32>,
-    context: &IndexContext,
+    context: &WriteContext,
     choose: C,
     decide: F,
 ) -> ApiResult<ConditionalOutcome>

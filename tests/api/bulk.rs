@@ -46,7 +46,8 @@ const PATIENTS: u64 = 40;
 async fn bulk_load_stores_what_the_single_write_path_stores() {
     let bulk = TestApp::spawn().await;
     let single = TestApp::spawn().await;
-    let context = bulk.config.index_context(bulk.config.listen_addr);
+    let writes = bulk.config.write_context(bulk.config.listen_addr).unwrap();
+    let context = writes.index.clone();
 
     let bulk_pool = store::build_pool(&bulk.config).unwrap();
     let summary = synthetic::load(&bulk_pool, &context, PATIENTS)
@@ -66,7 +67,7 @@ async fn bulk_load_stores_what_the_single_write_path_stores() {
                 &id,
                 WriteMethod::Update,
                 None,
-                &context,
+                &writes,
                 |_| Ok(NextContent::Write(resource)),
             )
             .await

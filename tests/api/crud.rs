@@ -24,6 +24,9 @@ async fn create_assigns_id_version_and_location() {
 async fn read_returns_exactly_what_was_sent_plus_meta() {
     let app = TestApp::spawn().await;
     let mut sent = infusion("p1");
+    // Not given, so the safety rules neither check nor annotate it: stored as sent.
+    sent["status"] = json!("not-done");
+    sent.as_object_mut().unwrap().remove("extension");
     sent["extension"] = json!([{"url": "http://clinic.example/fhir/StructureDefinition/mg-per-kg", "valueDecimal": 0.5}]);
     sent["note"] = json!([{"text": "Tolerated well; mild dissociation ✓"}]);
     // Decimal precision is meaning in FHIR: 35.250 and 0.50 must come back as written.

@@ -149,6 +149,21 @@ impl TestApp {
         self.send_json(Method::POST, path, body).await
     }
 
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = self
+            .request(Method::POST, path)
+            .header("Content-Type", "application/fhir+json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(body.to_string()).send().await.unwrap()
+    }
+
     pub async fn put(&self, path: &str, body: &Value) -> Response {
         self.send_json(Method::PUT, path, body).await
     }
@@ -262,8 +277,32 @@ pub fn heart_rate(patient_id: &str, bpm: i64) -> Value {
     })
 }
 
+/// A MedicationAdministration fixture carrying a documented override of every infusion
+/// safety rule, for tests about something else (search, CRUD) whose patients have no
+/// weight or vitals on record. The rules themselves are tested in safety.rs. Other
+/// resources are returned unchanged.
+pub fn with_safety_override(mut resource: Value) -> Value {
+    if resource["resourceType"] == "MedicationAdministration" {
+        let extensions = resource["extension"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut all = extensions;
+        all.push(serde_json::json!({
+            "url": "https://ketamine-fhir.example.org/fhir/StructureDefinition/safety-override",
+            "extension": [
+                {"url": "reason", "valueString": "Test fixture: recorded without weight or vitals"},
+                {"url": "practitioner", "valueReference": {"reference": "Practitioner/test-physician"}}
+            ]
+        }));
+        resource["extension"] = Value::Array(all);
+    }
+    resource
+}
+
+/// A completed IV ketamine infusion (with a safety override, see `with_safety_override`).
 pub fn infusion(patient_id: &str) -> Value {
-    serde_json::json!({
+    with_safety_override(serde_json::json!({
         "resourceType": "MedicationAdministration",
         "status": "completed",
         "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6130", "display": "ketamine"}]},
@@ -273,5 +312,5 @@ pub fn infusion(patient_id: &str) -> Value {
             "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
             "dose": {"value": 35, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
         }
-    })
+    }))
 }

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, follow, json, link, match_ids as ordered_ids};
+use crate::helpers::{TestApp, follow, json, link, match_ids as ordered_ids, with_safety_override};
 
 const UCUM: &str = "http://unitsofmeasure.org";
 const LOINC: &str = "http://loinc.org";
@@ -118,7 +118,7 @@ async fn fixture() -> TestApp {
             resource["resourceType"].as_str().unwrap(),
             resource["id"].as_str().unwrap()
         );
-        let response = app.put(&path, &resource).await;
+        let response = app.put(&path, &with_safety_override(resource)).await;
         assert_eq!(
             response.status(),
             StatusCode::CREATED,

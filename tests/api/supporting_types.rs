@@ -151,7 +151,7 @@ async fn each_supporting_type_has_crud_history_validation_and_search() {
         .await;
         assert_eq!(
             match_ids(&found),
-            [id.clone()],
+            [id.as_str()],
             "{resource_type}?{parameter}={value}"
         );
 
@@ -202,10 +202,8 @@ async fn patient_links_to_the_primary_care_physician() {
     included.sort();
     assert_eq!(included, ["Organization", "Practitioner"]);
     let by_doctor = json(
-        app.get(&format!(
-            "Patient?general-practitioner:Practitioner.name=adeyemi"
-        ))
-        .await,
+        app.get("Patient?general-practitioner:Practitioner.name=adeyemi")
+            .await,
     )
     .await;
     assert_eq!(match_ids(&by_doctor), [person["id"].as_str().unwrap()]);
