@@ -6,16 +6,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
 use super::AppState;
-use super::crud::instance;
-use crate::auth::jwt::Access;
-use crate::auth::{Interaction, Principal};
+use super::operations::{patient_record, readable_patient};
+use crate::auth::Principal;
 use crate::clinic::outcomes::patient_outcomes;
-use crate::clinic::record::PatientRecord;
 use crate::clinic::report::render_patient_report;
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::FHIR_JSON;
 use crate::fhir::outcome::{Issue, operation_outcome};
-use crate::store::{clinic, resources};
 
 /// The page has no scripts and loads nothing: a policy that forbids both.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
@@ -84,15 +81,7 @@ pub async fn patient_report(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    let (resource_type, id) = instance("Patient", &path)?;
-    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Read)?;
-    if let Access::Patient(own) = &access
-        && own != id.as_str()
-    {
-        return Err(ApiError::Forbidden(
-            "The access token is limited to one patient's data; this patient is outside it".into(),
-        ));
-    }
+    let (patient, _) = readable_patient(&state, &principal, &path).await?;
     match requested_format(&request)? {
         Format::Html => {}
         Format::Pdf => {
@@ -108,14 +97,7 @@ pub async fn patient_report(
             )));
         }
     }
-    let patient = match resources::read_current(&state.pool, &resource_type, &id).await? {
-        None => return Err(ApiError::NotFound(format!("Patient/{id} does not exist"))),
-        Some(current) => current
-            .content
-            .ok_or_else(|| ApiError::Gone(format!("Patient/{id} has been deleted")))?,
-    };
-    let stored = clinic::patient_resources(&state.pool, id.as_str()).await?;
-    let record = PatientRecord::from_resources(&stored, state.clinic());
+    let record = patient_record(&state, &path).await?;
     let now = Utc::now();
     let outcomes = patient_outcomes(&record, state.clinic(), now);
     let html = render_patient_report(&patient, &record, state.clinic(), Some(&outcomes), now);
