@@ -1,7 +1,5 @@
 //! The code systems, codes and extension URLs the clinic logic reads and writes.
 
-use serde_json::Value;
-
 pub const LOINC: &str = "http://loinc.org";
 pub const ICD10_CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 pub const UCUM: &str = "http://unitsofmeasure.org";
@@ -55,16 +53,4 @@ pub const OVERRIDE_EXTENSION: &str =
 pub const OVERRIDDEN_RULE_EXTENSION: &str =
     "https://ketamine-fhir.example.org/fhir/StructureDefinition/safety-overridden-rule";
 
-/// The (system, code) pairs of a CodeableConcept.
-pub fn codings(concept: &Value) -> impl Iterator<Item = (&str, &str)> {
-    concept["coding"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|coding| {
-            Some((
-                coding["system"].as_str().unwrap_or_default(),
-                coding["code"].as_str()?,
-            ))
-        })
-}
+pub use crate::fhir::resource::codings;

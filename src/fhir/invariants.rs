@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::outcome::Issue;
+use super::resource::codings;
 
 /// Does `value` satisfy the constraint `key`? `None` when this server does not check it.
 pub fn holds(key: &str, value: &Value) -> Option<bool> {
@@ -61,19 +62,6 @@ fn period_ordered(period: &Value) -> bool {
         // Partial dates of equal precision compare correctly as text.
         _ => start.len() != end.len() || start <= end,
     }
-}
-
-fn codings(concept: &Value) -> impl Iterator<Item = (&str, &str)> {
-    concept["coding"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|coding| {
-            Some((
-                coding["system"].as_str().unwrap_or_default(),
-                coding["code"].as_str()?,
-            ))
-        })
 }
 
 fn code_repeated_in_components(observation: &Value) -> bool {

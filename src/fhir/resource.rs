@@ -38,6 +38,20 @@ pub fn resource_type_of(resource: &Value) -> Option<&str> {
     resource.get("resourceType").and_then(Value::as_str)
 }
 
+/// The (system, code) pairs of a CodeableConcept's codings (a missing system is "").
+pub fn codings(concept: &Value) -> impl Iterator<Item = (&str, &str)> {
+    concept["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|coding| {
+            Some((
+                coding["system"].as_str().unwrap_or_default(),
+                coding["code"].as_str()?,
+            ))
+        })
+}
+
 /// The body's `id`, if it has one.
 pub fn id_of(resource: &Value) -> Option<&str> {
     resource.get("id").and_then(Value::as_str)
