@@ -57,13 +57,12 @@ picked AS ( \
     ORDER BY t.patient_id, x.at > t.first_at, x.at DESC, x.resource_seq DESC), \
 scores AS ( \
     SELECT k.patient_id, \
-           max(k.score) FILTER (WHERE NOT k.after) AS baseline, \
-           max(k.score) FILTER (WHERE k.after) AS follow_up \
-    FROM (SELECT picked.*, \
-                 (SELECT coalesce((o.content ->> 'valueInteger')::float8, \
-                                  (o.content #>> '{valueQuantity,value}')::float8) \
-                  FROM resources_observation o WHERE o.created_seq = picked.resource_seq) AS score \
-          FROM picked) k \
+           max(v.score) FILTER (WHERE NOT k.after) AS baseline, \
+           max(v.score) FILTER (WHERE k.after) AS follow_up \
+    FROM picked k \
+    JOIN resources_observation o ON o.created_seq = k.resource_seq \
+    CROSS JOIN LATERAL (SELECT coalesce((o.content ->> 'valueInteger')::float8, \
+                                        (o.content #>> '{valueQuantity,value}')::float8) AS score) v \
     GROUP BY k.patient_id), \
 paired AS ( \
     SELECT t.patient_id, s.baseline, s.follow_up, \
