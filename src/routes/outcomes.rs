@@ -1,29 +1,19 @@
 //! `Patient/{id}/$outcomes` and the clinic-level `$outcomes`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::crud::instance;
+use super::operations::{parameters_response, patient_record, readable_patient};
 use super::search::parse_form;
 use crate::auth::jwt::Access;
 use crate::auth::{Interaction, Principal};
 use crate::clinic::outcomes::{patient_outcomes as outcomes_of, to_parameters};
-use crate::clinic::record::PatientRecord;
 use crate::error::{ApiError, ApiResult};
-use crate::fhir::FHIR_JSON;
 use crate::fhir::dates::date_range_in;
 use crate::fhir::resource::instant;
 use crate::store::outcomes::{self, ClinicOutcomes};
-use crate::store::{clinic, resources};
-
-fn parameters_response(parameters: &Value) -> HttpResponse {
-    HttpResponse::build(StatusCode::OK)
-        .content_type(FHIR_JSON)
-        .json(parameters)
-}
 
 #[utoipa::path(
     get, path = "/fhir/Patient/{id}/$outcomes", tag = "Clinic outcomes",
@@ -47,26 +37,10 @@ pub async fn patient_outcomes(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    let (resource_type, id) = instance("Patient", &path)?;
-    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Read)?;
-    if let Access::Patient(own) = &access
-        && own != id.as_str()
-    {
-        return Err(ApiError::Forbidden(
-            "The access token is limited to one patient's data; this patient is outside it".into(),
-        ));
-    }
-    match resources::read_current(&state.pool, &resource_type, &id).await? {
-        None => return Err(ApiError::NotFound(format!("Patient/{id} does not exist"))),
-        Some(current) if current.content.is_none() => {
-            return Err(ApiError::Gone(format!("Patient/{id} has been deleted")));
-        }
-        Some(_) => {}
-    }
-    let stored = clinic::patient_resources(&state.pool, id.as_str()).await?;
-    let record = PatientRecord::from_resources(&stored, state.clinic());
+    readable_patient(&state, &principal, &path).await?;
+    let record = patient_record(&state, &path).await?;
     let outcomes = outcomes_of(&record, state.clinic(), Utc::now());
-    Ok(parameters_response(&to_parameters(&outcomes, id.as_str())))
+    Ok(parameters_response(&to_parameters(&outcomes, &path)))
 }
 
 /// The range `[from, to)` of infusion starts: `start` from the beginning of its date,
