@@ -2,7 +2,7 @@
 //! and PHQ-9 change with response and remission, infusions and dose), as figures and as the
 //! FHIR Parameters `Patient/{id}/$outcomes` returns.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::codes;
@@ -82,10 +82,7 @@ pub fn patient_outcomes(
     let mut cumulative_dose_mg = 0.0;
     let mut infusions_without_dose = 0;
     for infusion in &record.infusions {
-        let weight = record
-            .weight_between(infusion.start - Duration::days(365), infusion.start)
-            .map(|r| r.value);
-        match infusion.milligrams(weight) {
+        match infusion.milligrams(record.weight_at(infusion)) {
             Some(mg) => cumulative_dose_mg += mg,
             None => infusions_without_dose += 1,
         }
@@ -224,7 +221,7 @@ pub fn to_parameters(outcomes: &PatientOutcomes, patient_id: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{Duration, TimeZone};
 
     use super::*;
     use crate::clinic::record::{Dose, Infusion};
@@ -234,13 +231,7 @@ mod tests {
     }
 
     fn reading(kind: ReadingKind, at: DateTime<Utc>, value: f64) -> Reading {
-        Reading {
-            kind,
-            at,
-            value,
-            observation_id: None,
-            during: None,
-        }
+        Reading::new(kind, at, value)
     }
 
     fn infusion(start: DateTime<Utc>, dose: Dose) -> Infusion {

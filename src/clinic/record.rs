@@ -2,7 +2,7 @@
 //! vital signs and scores, body weight, and diagnoses. The resources themselves stay JSON;
 //! these views hold only the fields read, taken from the JSON as it is stored.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use super::codes;
@@ -68,6 +68,12 @@ impl PatientRecord {
         self.readings_of(kind)
             .rev()
             .find(|r| r.at >= from && r.at <= until)
+    }
+
+    /// The weight in kg that applies to an infusion: the latest in the year before it.
+    pub fn weight_at(&self, infusion: &Infusion) -> Option<f64> {
+        self.weight_between(infusion.start - Duration::days(365), infusion.start)
+            .map(|r| r.value)
     }
 
     /// The latest body weight in kg taken in `[from, until]`.
@@ -316,6 +322,17 @@ pub struct Reading {
 }
 
 impl Reading {
+    /// A reading not tied to an Observation id or an infusion.
+    pub fn new(kind: ReadingKind, at: DateTime<Utc>, value: f64) -> Self {
+        Reading {
+            kind,
+            at,
+            value,
+            observation_id: None,
+            during: None,
+        }
+    }
+
     fn read(observation: &Value) -> Vec<Reading> {
         let Some((at, _)) = effective_span(observation) else {
             return Vec::new();

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::chart::{Band, Line, LineChart, Threshold, TimeAxis, Zone};
 use super::config::ClinicConfig;
 use super::outcomes::{PainResponse, PatientOutcomes, ScoreChange};
-use super::record::{Infusion, PatientRecord, ReadingKind};
+use super::record::{PatientRecord, ReadingKind};
 use super::series::group;
 
 /// Text for HTML element content and attribute values.
@@ -111,13 +111,6 @@ fn date(at: DateTime<Utc>) -> String {
 
 fn decimals(value: Option<f64>, places: usize) -> String {
     value.map_or_else(|| DASH.to_string(), |v| format!("{v:.places$}"))
-}
-
-/// The weight in kg that applies to an infusion: the latest in the year before it.
-fn weight_at(record: &PatientRecord, infusion: &Infusion) -> Option<f64> {
-    record
-        .weight_between(infusion.start - Duration::days(365), infusion.start)
-        .map(|r| r.value)
 }
 
 /// The readings of a kind as chart points.
@@ -305,7 +298,7 @@ fn infusion_table(record: &PatientRecord, config: &ClinicConfig) -> String {
         let total_mg: Option<f64> = series
             .infusions
             .iter()
-            .map(|i| i.milligrams(weight_at(record, i)))
+            .map(|i| i.milligrams(record.weight_at(i)))
             .sum();
         let span = if series.infusions.len() > 1 {
             format!(
@@ -329,7 +322,7 @@ fn infusion_table(record: &PatientRecord, config: &ClinicConfig) -> String {
         );
         for infusion in &series.infusions {
             number += 1;
-            let weight = weight_at(record, infusion);
+            let weight = record.weight_at(infusion);
             let from = infusion.start - max_age;
             let systolic = record.latest_between(ReadingKind::Systolic, from, infusion.start);
             let diastolic = record.latest_between(ReadingKind::Diastolic, from, infusion.start);
@@ -645,20 +638,14 @@ mod tests {
 
     use super::*;
     use crate::clinic::outcomes::patient_outcomes;
-    use crate::clinic::record::{Dose, Reading};
+    use crate::clinic::record::{Dose, Infusion, Reading};
 
     fn day(n: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap() + Duration::days(n)
     }
 
     fn reading(kind: ReadingKind, at: DateTime<Utc>, value: f64) -> Reading {
-        Reading {
-            kind,
-            at,
-            value,
-            observation_id: None,
-            during: None,
-        }
+        Reading::new(kind, at, value)
     }
 
     fn infusion(start: DateTime<Utc>) -> Infusion {

@@ -404,10 +404,7 @@ fn series_rules(
         });
     }
     let dose_of = |i: &Infusion| {
-        let at_time = record
-            .weight_between(i.start - Duration::days(365), i.start)
-            .map(|r| r.value)
-            .or(weight);
+        let at_time = record.weight_at(i).or(weight);
         i.mg_per_kg(at_time).unwrap_or(0.0)
     };
     let limits = &config.cumulative;

@@ -67,17 +67,11 @@ pub struct TreatmentStatus {
     pub discharge: Option<Discharge>,
 }
 
-fn weight_at(record: &PatientRecord, infusion: &Infusion) -> Option<f64> {
-    record
-        .weight_between(infusion.start - Duration::days(365), infusion.start)
-        .map(|r| r.value)
-}
-
 fn summary(series: &Series, record: &PatientRecord) -> SeriesSummary {
     let mut cumulative_mg = 0.0;
     let mut cumulative_mg_per_kg = 0.0;
     for infusion in &series.infusions {
-        let weight = weight_at(record, infusion);
+        let weight = record.weight_at(infusion);
         cumulative_mg += infusion.milligrams(weight).unwrap_or(0.0);
         cumulative_mg_per_kg += infusion.mg_per_kg(weight).unwrap_or(0.0);
     }
