@@ -32,15 +32,15 @@ pub struct Assessment {
     pub rate_mg_per_kg_per_hour: Option<f64>,
 }
 
-/// The patient an administration is about, when the safety rules apply to it: a ketamine
-/// MedicationAdministration that is in progress or completed, and is new, newly in that
-/// status, or changed in what the rules read.
+/// The patient an administration is about, and its infusion view, when the safety rules
+/// apply to it: a ketamine MedicationAdministration that is in progress or completed, and
+/// is new, newly in that status, or changed in what the rules read.
 pub fn patient_to_check(
     administration: &Value,
     previous: Option<&Value>,
     medications: &[Value],
     config: &ClinicConfig,
-) -> Option<String> {
+) -> Option<(String, Infusion)> {
     let infusion = Infusion::read(administration, medications, &config.ketamine)?;
     if !infusion.was_given() {
         return None;
@@ -55,7 +55,7 @@ pub fn patient_to_check(
     }
     let reference = administration["subject"]["reference"].as_str()?;
     match reference_target(reference)? {
-        ("Patient", id) => Some(id.to_string()),
+        ("Patient", id) => Some((id.to_string(), infusion)),
         _ => None,
     }
 }

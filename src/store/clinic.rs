@@ -11,7 +11,7 @@ use super::statement::{Bound, Statement};
 use super::{Pool, connection};
 use crate::clinic::codes;
 use crate::clinic::config::ClinicConfig;
-use crate::clinic::record::{Infusion, PatientRecord, PatientResources};
+use crate::clinic::record::{PatientRecord, PatientResources};
 use crate::clinic::safety::{self, Assessment, Decision};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::fhirpath::reference_target;
@@ -180,11 +180,9 @@ pub async fn assess_infusion_on(
     lock: bool,
 ) -> ApiResult<Option<(String, Assessment)>> {
     let medications = medications_on(conn, referenced_medications([administration])).await?;
-    let Some(patient) = safety::patient_to_check(administration, previous, &medications, config)
+    let Some((patient, infusion)) =
+        safety::patient_to_check(administration, previous, &medications, config)
     else {
-        return Ok(None);
-    };
-    let Some(infusion) = Infusion::read(administration, &medications, &config.ketamine) else {
         return Ok(None);
     };
     if lock {
