@@ -95,12 +95,12 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init_tracing(config.log_format);
             let pool = startup::command_pool(&config)?;
             let context = config.write_context(config.listen_addr)?;
-            store::index::ensure_current(&pool, &context.index).await?;
+            store::index::ensure_current(&pool, &context).await?;
             let started = std::time::Instant::now();
             let summary = if demo {
                 seed::load_demo(&pool, &context).await?
             } else {
-                seed::synthetic::load(&pool, &context.index, patients).await?
+                seed::synthetic::load(&pool, &context, patients).await?
             };
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(
@@ -114,8 +114,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Reindex => {
             telemetry::init_tracing(config.log_format);
             let pool = startup::command_pool(&config)?;
-            let count =
-                store::index::reindex(&pool, &config.index_context(config.listen_addr)).await?;
+            let context = config.write_context(config.listen_addr)?;
+            let count = store::index::reindex(&pool, &context).await?;
             tracing::info!(resources = count, "search index rebuilt");
         }
         Command::Keygen => {

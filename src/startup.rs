@@ -85,7 +85,7 @@ impl Application {
     /// Rebuilds the search index if it was built by other extraction rules (or never);
     /// returns how many resources were reindexed.
     pub async fn ensure_search_index(&self) -> anyhow::Result<usize> {
-        store::index::ensure_current(&self.state.pool, &self.state.writes.index)
+        store::index::ensure_current(&self.state.pool, &self.state.writes)
             .await
             .map_err(|e| anyhow::anyhow!("rebuilding the search index failed: {e}"))
     }

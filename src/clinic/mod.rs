@@ -5,6 +5,7 @@
 pub mod chart;
 pub mod codes;
 pub mod config;
+pub mod facts;
 pub mod outcomes;
 pub mod record;
 pub mod report;

@@ -41,8 +41,7 @@ impl PatientRecord {
         let mut readings: Vec<Reading> = resources
             .observations
             .iter()
-            .filter(|o| counts_as_recorded(o))
-            .flat_map(Reading::read)
+            .flat_map(Reading::of_observation)
             .collect();
         readings.sort_by_key(|r| r.at);
         let diagnoses = resources.conditions.iter().map(Diagnosis::read).collect();
@@ -330,6 +329,15 @@ impl Reading {
             value,
             observation_id: None,
             during: None,
+        }
+    }
+
+    /// The readings of an Observation that counts as recorded (see `counts_as_recorded`).
+    pub fn of_observation(observation: &Value) -> Vec<Reading> {
+        if counts_as_recorded(observation) {
+            Reading::read(observation)
+        } else {
+            Vec::new()
         }
     }
 

@@ -18,7 +18,7 @@ use super::{
     infusion, infusion_minutes, oxygen_saturation, pain_score, person, phq9_score,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::fhir::search_index::IndexContext;
+use crate::store::resources::WriteContext;
 use crate::fhir::validation::{ValidationOptions, validate_resource};
 use crate::fhir::{ResourceId, ResourceType};
 use crate::store::Pool;
@@ -295,7 +295,7 @@ fn batch(first: u64, last: u64) -> ApiResult<Vec<NewResource>> {
 /// Loads synthetic patients `1..=patients`; ids already present are left as they are, so a
 /// load can be resumed or grown. Batches are generated and indexed on blocking threads while
 /// earlier ones are written.
-pub async fn load(pool: &Pool, context: &IndexContext, patients: u64) -> ApiResult<SeedSummary> {
+pub async fn load(pool: &Pool, context: &WriteContext, patients: u64) -> ApiResult<SeedSummary> {
     let batches = (0..patients.div_ceil(PATIENTS_PER_BATCH)).map(|index| {
         let first = index * PATIENTS_PER_BATCH + 1;
         (first, (first + PATIENTS_PER_BATCH - 1).min(patients))

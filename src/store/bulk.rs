@@ -1,6 +1,7 @@
 //! The bulk load path: many new resources written in one transaction with a few statements
 //! (rows passed as arrays and unnested), storing exactly what `resources::write_version`
-//! stores for a client-chosen id: version 1 by PUT, its current row and its index rows.
+//! stores for a client-chosen id: version 1 by PUT, its current row, its index rows and its
+//! outcome facts.
 
 use std::collections::HashMap;
 
@@ -10,12 +11,17 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use super::clinic::referenced_medications;
+use super::facts as store_facts;
+use super::resources::WriteContext;
 use super::resources::now;
 use super::statement::{Bound, Statement};
 use super::{Pool, connection, index};
+use crate::clinic::config::KetamineCodes;
+use crate::clinic::facts::{OutcomeFact, outcome_facts};
 use crate::error::ApiResult;
 use crate::fhir::resource::stamp_meta;
-use crate::fhir::search_index::{self, IndexContext, IndexEntries};
+use crate::fhir::search_index::{self, IndexEntries};
 use crate::fhir::{ResourceId, ResourceType};
 
 /// A resource to load, already validated by the caller.
@@ -42,8 +48,16 @@ pub struct PreparedBatch {
     types: Vec<String>,
     ids: Vec<String>,
     contents: Vec<String>,
-    entries: HashMap<(String, String), IndexEntries>,
+    entries: HashMap<Key, IndexEntries>,
+    facts: HashMap<Key, Vec<OutcomeFact>>,
+    /// Administrations whose Medication is not in the batch: their facts are derived in
+    /// `write`, with the Medications stored.
+    unresolved: Vec<(Key, Value)>,
+    ketamine: KetamineCodes,
 }
+
+/// A resource's type and id.
+type Key = (String, String);
 
 impl PreparedBatch {
     pub fn len(&self) -> usize {
@@ -55,27 +69,59 @@ impl PreparedBatch {
     }
 }
 
-/// Stamps each resource as version 1, serialises it and extracts its index entries.
-pub fn prepare(batch: Vec<NewResource>, context: &IndexContext) -> PreparedBatch {
+/// Stamps each resource as version 1, serialises it and extracts its index entries and
+/// outcome facts.
+pub fn prepare(batch: Vec<NewResource>, context: &WriteContext) -> PreparedBatch {
     let last_updated = now();
+    let ketamine = context.clinic.ketamine.clone();
+    let medications: Vec<Value> = batch
+        .iter()
+        .filter(|r| r.resource_type.as_str() == "Medication")
+        .map(|r| r.content.clone())
+        .collect();
     let mut prepared = PreparedBatch {
         last_updated,
         types: Vec::with_capacity(batch.len()),
         ids: Vec::with_capacity(batch.len()),
         contents: Vec::with_capacity(batch.len()),
         entries: HashMap::with_capacity(batch.len()),
+        facts: HashMap::new(),
+        unresolved: Vec::new(),
+        ketamine,
     };
     for mut resource in batch {
         stamp_meta(&mut resource.content, resource.id.as_str(), 1, last_updated);
-        let extracted =
-            search_index::extract(resource.resource_type.as_str(), &resource.content, context);
+        let resource_type = resource.resource_type.as_str();
+        let extracted = search_index::extract(resource_type, &resource.content, &context.index);
         let key = (resource.resource_type.to_string(), resource.id.to_string());
+        if references_missing_medication(&resource.content, &medications) {
+            prepared
+                .unresolved
+                .push((key.clone(), resource.content.clone()));
+        } else {
+            let facts = outcome_facts(
+                resource_type,
+                &resource.content,
+                &medications,
+                &prepared.ketamine,
+            );
+            if !facts.is_empty() {
+                prepared.facts.insert(key.clone(), facts);
+            }
+        }
         prepared.contents.push(resource.content.to_string());
         prepared.types.push(key.0.clone());
         prepared.ids.push(key.1.clone());
         prepared.entries.insert(key, extracted);
     }
     prepared
+}
+
+/// An administration naming a Medication that is not among `medications`.
+fn references_missing_medication(resource: &Value, medications: &[Value]) -> bool {
+    referenced_medications([resource])
+        .iter()
+        .any(|id| !medications.iter().any(|m| m["id"].as_str() == Some(id)))
 }
 
 /// Writes a prepared batch in one transaction. Ids that already exist (live or deleted) are
@@ -90,6 +136,9 @@ pub async fn write(pool: &Pool, batch: PreparedBatch) -> ApiResult<usize> {
         ids,
         contents,
         entries,
+        mut facts,
+        unresolved,
+        ketamine,
     } = batch;
     let mut pooled = connection(pool).await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
@@ -116,17 +165,44 @@ pub async fn write(pool: &Pool, batch: PreparedBatch) -> ApiResult<usize> {
         )
         .load(conn)
         .await?;
+        resolve_facts(conn, unresolved, &ketamine, &mut facts).await?;
+        let keyed = |row: &Inserted| (row.resource_type.clone(), row.id.clone());
         let rows: Vec<(i64, &str, &IndexEntries)> = inserted
             .iter()
             .filter_map(|row| {
-                let entries = entries.get(&(row.resource_type.clone(), row.id.clone()))?;
+                let entries = entries.get(&keyed(row))?;
                 Some((row.created_seq, row.resource_type.as_str(), entries))
             })
             .collect();
         index::insert_rows(conn, &rows).await?;
+        let fact_rows: Vec<(i64, &[OutcomeFact])> = inserted
+            .iter()
+            .filter_map(|row| Some((row.created_seq, facts.get(&keyed(row))?.as_slice())))
+            .collect();
+        store_facts::write_rows(conn, &[], &fact_rows).await?;
         Ok(inserted.len())
     })
     .await
+}
+
+/// Derives the facts of the administrations whose Medication was not in their batch, with
+/// the Medications stored (this transaction sees the batch's own).
+async fn resolve_facts(
+    conn: &mut AsyncPgConnection,
+    unresolved: Vec<(Key, Value)>,
+    ketamine: &KetamineCodes,
+    facts: &mut HashMap<Key, Vec<OutcomeFact>>,
+) -> ApiResult<()> {
+    let contents: Vec<&Value> = unresolved.iter().map(|(_, content)| content).collect();
+    if contents.is_empty() {
+        return Ok(());
+    }
+    let derived =
+        store_facts::facts_of(conn, "MedicationAdministration", &contents, ketamine).await?;
+    for ((key, _), of_resource) in unresolved.into_iter().zip(derived) {
+        facts.insert(key, of_resource);
+    }
+    Ok(())
 }
 
 /// Refreshes the planner's statistics after a large load, so the first searches get the

@@ -1,5 +1,6 @@
 //! Writing the search index: replacing a resource's rows in the transaction that writes its
-//! version, and rebuilding every row when the extraction rules change (`reindex`).
+//! version, and rebuilding every row (and the outcome facts) when the extraction rules
+//! change (`reindex`).
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -7,12 +8,15 @@ use serde_json::Value;
 
 use chrono::{DateTime, Utc};
 
+use super::facts as store_facts;
+use super::resources::WriteContext;
 use super::schema::{resources, search_index_state};
 use super::statement::{Bound, Statement};
 use super::{Pool, connection};
+use crate::clinic::facts::{self, OutcomeFact};
 use crate::error::ApiResult;
 use crate::fhir::definitions::registry;
-use crate::fhir::search_index::{self, IndexContext, IndexEntries};
+use crate::fhir::search_index::{self, IndexEntries};
 
 /// Replaces the index rows of one resource (`entries` empty for a deletion).
 pub async fn replace(
@@ -198,6 +202,15 @@ pub async fn insert_rows(
     Ok(())
 }
 
+/// The fingerprint of the rules that build the index rows and the outcome facts.
+fn fingerprint(context: &WriteContext) -> String {
+    format!(
+        "{}/{}",
+        search_index::fingerprint(&context.index),
+        facts::fingerprint_part(&context.clinic.ketamine)
+    )
+}
+
 /// The fingerprint of the rules the stored index was built with, if any.
 async fn stored_fingerprint(conn: &mut AsyncPgConnection) -> ApiResult<Option<String>> {
     Ok(search_index_state::table
@@ -209,11 +222,9 @@ async fn stored_fingerprint(conn: &mut AsyncPgConnection) -> ApiResult<Option<St
 
 /// Rebuilds the index when it was built by other rules (or never); returns the number of
 /// resources reindexed (0 when it was current).
-pub async fn ensure_current(pool: &Pool, context: &IndexContext) -> ApiResult<usize> {
+pub async fn ensure_current(pool: &Pool, context: &WriteContext) -> ApiResult<usize> {
     let mut conn = connection(pool).await?;
-    if stored_fingerprint(&mut conn).await?.as_deref()
-        == Some(search_index::fingerprint(context).as_str())
-    {
+    if stored_fingerprint(&mut conn).await?.as_deref() == Some(fingerprint(context).as_str()) {
         return Ok(0);
     }
     drop(conn);
@@ -232,7 +243,7 @@ async fn reindex_batch(
     conn: &mut AsyncPgConnection,
     resource_type: &str,
     after: i64,
-    context: &IndexContext,
+    context: &WriteContext,
 ) -> ApiResult<ReindexedBatch> {
     const BATCH: i64 = 1000;
     let batch: Vec<(i64, Option<Value>)> = resources::table
@@ -244,23 +255,31 @@ async fn reindex_batch(
         .for_share()
         .load(conn)
         .await?;
-    let entries: Vec<IndexEntries> = batch
+    let live: Vec<(i64, &Value)> = batch
         .iter()
-        .map(|(_, content)| {
-            content
-                .as_ref()
-                .map(|c| search_index::extract(resource_type, c, context))
-                .unwrap_or_default()
-        })
+        .filter_map(|(seq, content)| Some((*seq, content.as_ref()?)))
         .collect();
-    let rows: Vec<(i64, &str, &IndexEntries)> = batch
+    let entries: Vec<IndexEntries> = live
+        .iter()
+        .map(|(_, content)| search_index::extract(resource_type, content, &context.index))
+        .collect();
+    let contents: Vec<&Value> = live.iter().map(|(_, content)| *content).collect();
+    let outcome_facts =
+        store_facts::facts_of(conn, resource_type, &contents, &context.clinic.ketamine).await?;
+    let rows: Vec<(i64, &str, &IndexEntries)> = live
         .iter()
         .zip(&entries)
         .map(|((seq, _), entries)| (*seq, resource_type, entries))
         .collect();
+    let fact_rows: Vec<(i64, &[OutcomeFact])> = live
+        .iter()
+        .zip(&outcome_facts)
+        .map(|((seq, _), facts)| (*seq, facts.as_slice()))
+        .collect();
     let seqs: Vec<i64> = batch.iter().map(|row| row.0).collect();
     delete_rows(conn, resource_type, &seqs).await?;
     insert_rows(conn, &rows).await?;
+    store_facts::write_rows(conn, &seqs, &fact_rows).await?;
     Ok(ReindexedBatch {
         count: batch.len(),
         last: seqs.last().copied(),
@@ -269,7 +288,7 @@ async fn reindex_batch(
 
 /// Rebuilds every index row from the current versions, type by type in batches of one
 /// transaction each, then records the rules' fingerprint.
-pub async fn reindex(pool: &Pool, context: &IndexContext) -> ApiResult<usize> {
+pub async fn reindex(pool: &Pool, context: &WriteContext) -> ApiResult<usize> {
     let mut pooled = connection(pool).await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
     let mut total = 0usize;
@@ -288,7 +307,7 @@ pub async fn reindex(pool: &Pool, context: &IndexContext) -> ApiResult<usize> {
             after = last;
         }
     }
-    let fingerprint = search_index::fingerprint(context);
+    let fingerprint = fingerprint(context);
     diesel::insert_into(search_index_state::table)
         .values((
             search_index_state::singleton.eq(true),

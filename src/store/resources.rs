@@ -9,12 +9,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 use super::clinic::{self, OverrideRecord};
-use super::index;
 use super::schema::{resource_versions, resources};
 use super::search::{self, SearchQuery, Total};
 use super::statement::{Bound, Statement};
 use super::{Pool, connection};
+use super::{facts, index};
 use crate::clinic::config::ClinicConfig;
+use crate::clinic::facts::has_facts;
 use crate::clinic::safety::Decision;
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::outcome::Issue;
@@ -230,7 +231,7 @@ where
         method: method.http_method().to_string(),
         content,
     };
-    store_version(conn, &version, current.as_ref(), &context.index).await?;
+    store_version(conn, &version, current.as_ref(), context).await?;
     let notices = match checked {
         Some((patient, decision)) => audit_overrides(conn, &version, &patient, decision).await?,
         None => Vec::new(),
@@ -422,7 +423,7 @@ async fn store_version(
     conn: &mut AsyncPgConnection,
     version: &Version,
     current: Option<&Current>,
-    context: &IndexContext,
+    context: &WriteContext,
 ) -> ApiResult<()> {
     diesel::insert_into(resource_versions::table)
         .values((
@@ -465,16 +466,20 @@ async fn store_version(
                 .await?
         }
     };
-    let entries = match &version.content {
-        Some(content) => search_index::extract(&version.resource_type, content, context),
-        None => IndexEntries::default(),
+    let existed = current.is_some();
+    let (entries, outcome_facts) = match &version.content {
+        Some(content) => {
+            let entries = search_index::extract(&version.resource_type, content, &context.index);
+            let ketamine = &context.clinic.ketamine;
+            let mut of_content =
+                facts::facts_of(conn, &version.resource_type, &[content], ketamine).await?;
+            (entries, of_content.pop().unwrap_or_default())
+        }
+        None => (IndexEntries::default(), Vec::new()),
     };
-    index::replace(
-        conn,
-        seq,
-        &version.resource_type,
-        current.is_some(),
-        &entries,
-    )
-    .await
+    index::replace(conn, seq, &version.resource_type, existed, &entries).await?;
+    if has_facts(&version.resource_type) && (existed || !outcome_facts.is_empty()) {
+        facts::replace(conn, seq, existed, &outcome_facts).await?;
+    }
+    Ok(())
 }

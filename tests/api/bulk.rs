@@ -1,8 +1,8 @@
 //! The bulk load path (`seed --synthetic`) stores exactly what the single write path stores,
-//! and `reindex` rebuilds exactly the index the writes built.
+//! and `reindex` rebuilds exactly the index and outcome facts the writes built.
 
 use diesel::QueryableByName;
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use ketamine_fhir::fhir::{ResourceId, ResourceType};
 use ketamine_fhir::seed::synthetic;
@@ -29,6 +29,7 @@ const STORED_STATE: &str = "
     UNION ALL SELECT concat_ws(' ', 'quantity', r.resource_type, r.id, x.param, x.value, x.system, x.code, x.canonical_value, x.canonical_code) FROM search_quantity x JOIN resources r ON r.created_seq = x.resource_seq
     UNION ALL SELECT concat_ws(' ', 'reference', r.resource_type, r.id, x.param, x.target_type, x.target_id, x.url) FROM search_reference x JOIN resources r ON r.created_seq = x.resource_seq
     UNION ALL SELECT concat_ws(' ', 'uri', r.resource_type, r.id, x.param, x.uri) FROM search_uri x JOIN resources r ON r.created_seq = x.resource_seq
+    UNION ALL SELECT concat_ws(' ', 'fact', r.resource_type, r.id, x.patient_id, x.kind, x.at, x.value) FROM clinic_facts x JOIN resources r ON r.created_seq = x.resource_seq
     ORDER BY 1";
 
 async fn stored_state(database_url: &str) -> Vec<String> {
@@ -42,12 +43,37 @@ async fn stored_state(database_url: &str) -> Vec<String> {
 
 const PATIENTS: u64 = 40;
 
+/// Stored ketamine infusions given and recorded pain scores, counted from the JSON.
+async fn given_infusions_and_pain_scores(database_url: &str) -> (usize, usize) {
+    #[derive(QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = BigInt)]
+        infusions: i64,
+        #[diesel(sql_type = BigInt)]
+        pain_scores: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(database_url).await.unwrap();
+    let counts: Counts = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE resource_type = 'MedicationAdministration' \
+                  AND content->>'status' IN ('completed', 'in-progress') \
+                  AND content @> '{\"medicationCodeableConcept\":{\"coding\":[{\"code\":\"6130\"}]}}') AS infusions, \
+                count(*) FILTER (WHERE resource_type = 'Observation' \
+                  AND content->>'status' IN ('final', 'amended', 'corrected', 'preliminary') \
+                  AND content @> '{\"code\":{\"coding\":[{\"code\":\"72514-3\"}]}}') AS pain_scores \
+         FROM resources WHERE NOT deleted",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    (counts.infusions as usize, counts.pain_scores as usize)
+}
+
 #[tokio::test]
 async fn bulk_load_stores_what_the_single_write_path_stores() {
     let bulk = TestApp::spawn().await;
     let single = TestApp::spawn().await;
     let writes = bulk.config.write_context(bulk.config.listen_addr).unwrap();
-    let context = writes.index.clone();
+    let context = writes.clone();
 
     let bulk_pool = store::build_pool(&bulk.config).unwrap();
     let summary = synthetic::load(&bulk_pool, &context, PATIENTS)
@@ -80,6 +106,18 @@ async fn bulk_load_stores_what_the_single_write_path_stores() {
     let bulk_state = stored_state(&bulk.database_url).await;
     assert!(bulk_state.len() > written * 5, "{} lines", bulk_state.len());
     assert_eq!(bulk_state, stored_state(&single.database_url).await);
+    let facts = |kind: &str| {
+        let prefix = "fact ";
+        let kind = format!(" {kind} ");
+        bulk_state
+            .iter()
+            .filter(|line| line.starts_with(prefix) && line.contains(&kind))
+            .count()
+    };
+    let (infusions, pain_scores) = given_infusions_and_pain_scores(&bulk.database_url).await;
+    assert!(infusions > 0 && pain_scores > 0);
+    assert_eq!(facts("infusion"), infusions);
+    assert_eq!(facts("pain-score"), pain_scores);
 
     let again = synthetic::load(&bulk_pool, &context, PATIENTS)
         .await
@@ -91,7 +129,7 @@ async fn bulk_load_stores_what_the_single_write_path_stores() {
 #[tokio::test]
 async fn reindex_rebuilds_the_same_index_and_bulk_loaded_data_is_searchable() {
     let app = TestApp::spawn().await;
-    let context = app.config.index_context(app.config.listen_addr);
+    let context = app.config.write_context(app.config.listen_addr).unwrap();
     let pool = store::build_pool(&app.config).unwrap();
     synthetic::load(&pool, &context, 12).await.unwrap();
     let before = stored_state(&app.database_url).await;
@@ -99,6 +137,10 @@ async fn reindex_rebuilds_the_same_index_and_bulk_loaded_data_is_searchable() {
         .await
         .unwrap();
     diesel::sql_query("DELETE FROM search_token WHERE param = 'code'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query("DELETE FROM clinic_facts WHERE kind = 'pain-score'")
         .execute(&mut conn)
         .await
         .unwrap();

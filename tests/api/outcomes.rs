@@ -9,6 +9,7 @@ use crate::helpers::{TestApp, json, outcome_diagnostics, patient};
 
 const LOINC: &str = "http://loinc.org";
 const UCUM: &str = "http://unitsofmeasure.org";
+const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -41,9 +42,9 @@ fn score(patient_id: &str, when: DateTime<Utc>, code: &str, value: i64) -> Value
     score
 }
 
-async fn pain(app: &TestApp, patient_id: &str, when: &str, value: i64) {
+async fn pain(app: &TestApp, patient_id: &str, when: &str, value: i64) -> Value {
     app.create(&score(patient_id, at(when), "72514-3", value))
-        .await;
+        .await
 }
 
 async fn phq9(app: &TestApp, patient_id: &str, when: &str, value: i64) {
@@ -60,6 +61,19 @@ async fn weight(app: &TestApp, patient_id: &str, when: &str) {
 /// Blood pressure 120/80, heart rate 70 and SpO2 98, 10 minutes before `start`, then the
 /// infusion: 35 mg over 60 minutes.
 async fn infusion(app: &TestApp, patient_id: &str, start: &str, status: &str) {
+    let ketamine = json!({"medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "6130", "display": "ketamine"}]}});
+    infusion_of(app, patient_id, start, status, ketamine).await;
+}
+
+/// `infusion` of the medication named by `medication` (a `medication[x]` element); returns
+/// the stored administration.
+async fn infusion_of(
+    app: &TestApp,
+    patient_id: &str,
+    start: &str,
+    status: &str,
+    medication: Value,
+) -> Value {
     let start = at(start);
     let before = start - Duration::minutes(10);
     let mut bp = observation(patient_id, before, "vital-signs", "85354-9");
@@ -74,10 +88,9 @@ async fn infusion(app: &TestApp, patient_id: &str, start: &str, status: &str) {
     let mut spo2 = observation(patient_id, before, "vital-signs", "59408-5");
     spo2["valueQuantity"] = quantity(98.0, "%");
     app.create(&spo2).await;
-    app.create(&json!({
+    let mut administration = json!({
         "resourceType": "MedicationAdministration",
         "status": status,
-        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6130", "display": "ketamine"}]},
         "subject": {"reference": format!("Patient/{patient_id}")},
         "effectivePeriod": {"start": instant(start), "end": instant(start + Duration::minutes(60))},
         "dosage": {
@@ -85,8 +98,12 @@ async fn infusion(app: &TestApp, patient_id: &str, start: &str, status: &str) {
             "dose": quantity(35.0, "mg"),
             "rateQuantity": quantity(0.5, "mg/kg/h")
         }
-    }))
-    .await;
+    });
+    administration
+        .as_object_mut()
+        .unwrap()
+        .extend(medication.as_object().unwrap().clone());
+    app.create(&administration).await
 }
 
 async fn new_patient(app: &TestApp) -> String {
@@ -337,6 +354,74 @@ async fn clinic_outcomes_count_responders_among_the_patients_treated_in_the_rang
     let body = json(app.get("$outcomes?start=2024-01-01&end=2024-12-31").await).await;
     assert_eq!(value(&body, "patients-treated"), json!({"valueInteger": 0}));
     assert!(parameter(&body, "responder-rate-30").is_none());
+}
+
+/// The clinic's figures, all time, as (treated, with follow-up, responders at 30%, at 50%).
+async fn clinic_counts(app: &TestApp) -> (Value, Value, Value, Value) {
+    let body = json(app.get("$outcomes").await).await;
+    let count = |name: &str| value(&body, name)["valueInteger"].clone();
+    (
+        count("patients-treated"),
+        count("patients-with-follow-up"),
+        count("responders-30"),
+        count("responders-50"),
+    )
+}
+
+#[tokio::test]
+async fn clinic_outcomes_follow_every_write_of_infusions_and_scores() {
+    let app = TestApp::spawn().await;
+    // A 100 mg/mL vial, named through a Medication: ketamine by its product code.
+    let vial = app
+        .create(&json!({"resourceType": "Medication", "code": {"coding": [{"system": RXNORM, "code": "238083"}]}}))
+        .await;
+    let id = new_patient(&app).await;
+    weight(&app, &id, "2026-04-01T08:00:00Z").await;
+    pain(&app, &id, "2026-04-02T09:55:00Z", 8).await;
+    let by_reference = json!({"medicationReference": {"reference": format!("Medication/{}", vial["id"].as_str().unwrap())}});
+    let mut given = infusion_of(&app, &id, "2026-04-02T10:00:00Z", "completed", by_reference).await;
+    let mut follow_up = pain(&app, &id, "2026-04-20T10:00:00Z", 6).await;
+    // 8 -> 6, 25%: treated and followed up, not a responder.
+    assert_eq!(
+        clinic_counts(&app).await,
+        (json!(1), json!(1), json!(0), json!(0))
+    );
+
+    // The follow-up corrected to 4 (50%).
+    follow_up["status"] = json!("corrected");
+    follow_up["valueInteger"] = json!(4);
+    let path = format!("Observation/{}", follow_up["id"].as_str().unwrap());
+    assert_eq!(app.put(&path, &follow_up).await.status(), 200);
+    assert_eq!(
+        clinic_counts(&app).await,
+        (json!(1), json!(1), json!(1), json!(1))
+    );
+
+    // The follow-up deleted: treated, without a follow-up.
+    let deleted = app
+        .request(reqwest::Method::DELETE, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        clinic_counts(&app).await,
+        (json!(1), json!(0), json!(0), json!(0))
+    );
+
+    // The infusion marked entered in error: nobody treated.
+    given["status"] = json!("entered-in-error");
+    let path = format!("MedicationAdministration/{}", given["id"].as_str().unwrap());
+    assert_eq!(app.put(&path, &given).await.status(), 200);
+    assert_eq!(
+        clinic_counts(&app).await,
+        (json!(0), json!(0), json!(0), json!(0))
+    );
+    assert_eq!(
+        app.count_rows("clinic_facts").await,
+        1,
+        "the baseline score only"
+    );
 }
 
 #[tokio::test]
