@@ -153,6 +153,89 @@ pub struct Config {
     /// Number of HTTP worker threads (0 = one per CPU core).
     #[arg(long, global = true, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+}
+
+/// Delivery of Subscription notifications (src/subscriptions/).
+#[derive(Debug, Clone, Args)]
+pub struct WebhookConfig {
+    /// Delivery workers per instance: each sends one subscription's notifications at a time
+    /// (0 = this instance delivers nothing; others on the same database still do).
+    #[arg(long, global = true, env = "WEBHOOK_WORKERS", default_value_t = 4)]
+    pub webhook_workers: usize,
+
+    /// Networks notification endpoints may be in although the egress policy denies them
+    /// (comma-separated CIDRs). Private, loopback and link-local addresses are denied
+    /// unless listed here; ./scripts/run allows loopback only.
+    #[arg(long, global = true, env = "WEBHOOK_ALLOW_NETWORKS", default_value = "", value_parser = parse_networks)]
+    pub webhook_allow_networks: Networks,
+
+    /// Seconds to wait before each retry of a failed notification, comma-separated; after
+    /// the last, the subscription goes to `error` (its events are kept). The default spans
+    /// 32 hours. Each wait gets +-20% jitter, and a longer Retry-After is honoured.
+    #[arg(
+        long,
+        global = true,
+        env = "WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5,15,60,300,900,1800,3600,7200,14400,21600,21600,21600,21600",
+        value_parser = parse_schedule
+    )]
+    pub webhook_retry_schedule: RetrySchedule,
+
+    /// Connect timeout of a notification request, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "WEBHOOK_CONNECT_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
+    pub webhook_connect_timeout_ms: u64,
+
+    /// Total timeout of a notification request, in milliseconds (a subscription's
+    /// backport-timeout may shorten it).
+    #[arg(
+        long,
+        global = true,
+        env = "WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10000
+    )]
+    pub webhook_timeout_ms: u64,
+
+    /// How often idle workers look for work recorded by other instances, in milliseconds
+    /// (events recorded by this instance wake them at once).
+    #[arg(long, global = true, env = "WEBHOOK_POLL_MS", default_value_t = 250)]
+    pub webhook_poll_ms: u64,
+}
+
+/// A list of networks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Networks(pub Vec<ipnet::IpNet>);
+
+fn parse_networks(text: &str) -> Result<Networks, String> {
+    crate::subscriptions::egress::parse_networks(text).map(Networks)
+}
+
+/// The waits before each retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+fn parse_schedule(text: &str) -> Result<RetrySchedule, String> {
+    let waits = text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| format!("{part:?} is not a number of seconds"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.is_empty() {
+        return Err("the retry schedule needs at least one wait".into());
+    }
+    Ok(RetrySchedule(waits))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,16 +269,20 @@ impl Config {
         }
     }
 
-    /// What the write path needs: index extraction and the clinic's rules (read from
-    /// CLINIC_CONFIG_FILE).
+    /// What the write path needs: index extraction, the clinic's rules (read from
+    /// CLINIC_CONFIG_FILE) and the webhook egress policy.
     pub fn write_context(
         &self,
         bound: SocketAddr,
     ) -> anyhow::Result<crate::store::resources::WriteContext> {
         let clinic = crate::clinic::config::ClinicConfig::load(self.clinic_config_file.as_deref())?;
+        let policy = crate::subscriptions::egress::EgressPolicy::new(
+            self.webhooks.webhook_allow_networks.0.clone(),
+        );
         Ok(crate::store::resources::WriteContext {
             index: self.index_context(bound),
             clinic: std::sync::Arc::new(clinic),
+            webhooks: std::sync::Arc::new(crate::subscriptions::WebhookContext::new(policy)),
         })
     }
 

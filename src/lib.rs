@@ -11,4 +11,5 @@ pub mod routes;
 pub mod seed;
 pub mod startup;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;

@@ -47,6 +47,8 @@ pub const BEARER: &str = "bearer_jwt";
         routes::report::patient_report,
         routes::operations::validate,
         routes::operations::treatment_status,
+        routes::subscriptions::status,
+        routes::subscriptions::events,
         routes::system::healthz,
         routes::system::readyz,
         routes::system::metrics,
@@ -58,6 +60,7 @@ pub const BEARER: &str = "bearer_jwt";
         (name = "FHIR search", description = "Search by type"),
         (name = "FHIR server", description = "CapabilityStatement and system-level history"),
         (name = "FHIR operations", description = "Clinic operations: $validate with the infusion safety rules, treatment status, outcomes"),
+        (name = "Subscriptions", description = "Webhook subscriptions (R4 with the Subscriptions R5 Backport): status and past events"),
         (name = "Operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -512,6 +515,8 @@ const ERROR_RESPONSES: &[(&str, &[u16])] = &[
     ("system_history", &[400, 401, 403, 503]),
     ("search_get", &[400, 401, 403, 404, 503]),
     ("search_post", &[400, 401, 403, 404, 415, 503]),
+    ("status", &[401, 403, 404, 410, 503]),
+    ("events", &[400, 401, 403, 404, 410, 503]),
 ];
 
 fn error_meaning(status: u16) -> &'static str {

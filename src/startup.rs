@@ -1,6 +1,8 @@
 //! Start-up: pool, token verifier, the actix app and HTTP server with graceful shutdown.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -13,7 +15,10 @@ use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::store::search::Total;
 use crate::store::{self, Pool};
+use crate::subscriptions::delivery::{self, Deliverer};
+use crate::subscriptions::egress;
 use crate::telemetry;
+use tokio::sync::watch;
 
 /// A bound, not yet running server.
 pub struct Application {
@@ -21,6 +26,8 @@ pub struct Application {
     base_url: String,
     state: web::Data<AppState>,
     server: Server,
+    deliverer: Arc<Deliverer>,
+    delivery_workers: usize,
 }
 
 impl Application {
@@ -48,7 +55,22 @@ impl Application {
                 DefaultTotal::Accurate => Total::Accurate,
             },
         });
-        let metrics = web::Data::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new());
+        let deliverer = Arc::new(Deliverer {
+            pool: state.pool.clone(),
+            writes: state.writes.clone(),
+            base_url: base_url.clone(),
+            client: egress::client(
+                state.writes.webhooks.policy.clone(),
+                Duration::from_millis(config.webhooks.webhook_connect_timeout_ms),
+                Duration::from_millis(config.webhooks.webhook_timeout_ms),
+            )?,
+            retry: config.webhooks.webhook_retry_schedule.clone(),
+            timeout: Duration::from_millis(config.webhooks.webhook_timeout_ms),
+            poll: Duration::from_millis(config.webhooks.webhook_poll_ms.max(10)),
+            metrics: metrics.clone(),
+        });
+        let metrics = web::Data::from(metrics);
         let openapi = crate::openapi::configure(crate::openapi::document());
         let shared_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -71,6 +93,8 @@ impl Application {
             base_url,
             state: shared_state,
             server: server.run(),
+            deliverer,
+            delivery_workers: config.webhooks.webhook_workers,
         })
     }
 
@@ -90,9 +114,19 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("rebuilding the search index failed: {e}"))
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    /// Serves, and delivers webhook notifications, until SIGINT/SIGTERM; then drains
+    /// in-flight requests and lets each worker finish the notification it is sending.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let (stop, stopped) = watch::channel(false);
+        let workers = delivery::spawn_workers(self.deliverer, self.delivery_workers, stopped);
+        let served = self.server.await;
+        let _ = stop.send(true);
+        for worker in workers {
+            if let Err(error) = worker.await {
+                tracing::warn!(error = %error, "a delivery worker ended abnormally");
+            }
+        }
+        served
     }
 }
 

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::subscriptions::topics::TOPICS;
+
 use super::FHIR_VERSION;
 use super::definitions::registry;
 use super::search_index::{IndexKind, indexed_parameters};
@@ -59,7 +61,7 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
                         .map(move |p| format!("{source}:{}", p.code))
                 })
                 .collect();
-            json!({
+            let mut resource = json!({
                 "type": resource_type,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
                 "interaction": TYPE_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
@@ -72,11 +74,16 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
                 "searchInclude": search_include,
                 "searchRevInclude": search_rev_include,
                 "searchParam": search_params,
-            })
+            });
+            if resource_type == "Subscription" {
+                describe_subscriptions(&mut resource);
+            }
+            resource
         })
         .collect();
     json!({
         "resourceType": "CapabilityStatement",
+        "instantiates": [BACKPORT_SERVER],
         "status": "active",
         "date": "2026-11-22",
         "publisher": "ketamine-fhir",
@@ -98,4 +105,23 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
             "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
         }],
     })
+}
+
+/// The Subscriptions R5 Backport server CapabilityStatement this one follows.
+const BACKPORT_SERVER: &str = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4";
+const TOPIC_CANONICAL: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical";
+
+/// The topics served (as the backport's extension) and the Subscription operations.
+fn describe_subscriptions(resource: &mut Value) {
+    resource["extension"] = TOPICS
+        .iter()
+        .map(|topic| json!({"url": TOPIC_CANONICAL, "valueCanonical": topic.url}))
+        .collect();
+    resource["supportedProfile"] = json!([
+        "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
+    ]);
+    resource["operation"] = json!([
+        {"name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"},
+        {"name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"}
+    ]);
 }

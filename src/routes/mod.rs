@@ -8,6 +8,7 @@ pub mod operations;
 pub mod outcomes;
 pub mod report;
 pub mod search;
+pub mod subscriptions;
 pub mod system;
 
 use actix_web::web;
@@ -59,6 +60,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/Patient/{id}/$treatment-status")
                         .route(web::get().to(operations::treatment_status)),
+                )
+                .service(
+                    resource("/Subscription/{id}/$status")
+                        .route(web::get().to(subscriptions::status)),
+                )
+                .service(
+                    resource("/Subscription/{id}/$events")
+                        .route(web::get().to(subscriptions::events)),
                 )
                 .service(resource("/{type}/$validate").route(web::post().to(operations::validate)))
                 .service(resource("/{type}/_search").route(web::post().to(search::search_post)))

@@ -18,11 +18,11 @@ use super::{
     infusion, infusion_minutes, oxygen_saturation, pain_score, person, phq9_score,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::store::resources::WriteContext;
 use crate::fhir::validation::{ValidationOptions, validate_resource};
 use crate::fhir::{ResourceId, ResourceType};
 use crate::store::Pool;
 use crate::store::bulk::{self, NewResource};
+use crate::store::resources::WriteContext;
 
 /// Patients per batch (about 150 resources) and batches in flight at once.
 const PATIENTS_PER_BATCH: u64 = 100;

@@ -11,6 +11,7 @@ pub mod resources;
 pub mod schema;
 pub mod search;
 pub mod statement;
+pub mod subscriptions;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@ use super::schema::{resource_versions, resources};
 use super::search::{self, SearchQuery, Total};
 use super::statement::{Bound, Statement};
 use super::{Pool, connection};
-use super::{facts, index};
+use super::{facts, index, subscriptions};
 use crate::clinic::config::ClinicConfig;
 use crate::clinic::facts::has_facts;
 use crate::clinic::safety::Decision;
@@ -22,6 +22,7 @@ use crate::fhir::outcome::Issue;
 use crate::fhir::resource::{id_of, stamp_meta};
 use crate::fhir::search_index::{self, IndexContext, IndexEntries};
 use crate::fhir::{ResourceId, ResourceType};
+use crate::subscriptions::WebhookContext;
 
 /// One version of a resource as stored; `content` is `None` for a deletion.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -53,6 +54,8 @@ pub struct Current {
 pub struct WriteContext {
     pub index: IndexContext,
     pub clinic: Arc<ClinicConfig>,
+    /// Subscriptions: the egress policy endpoints must pass, and the workers to wake.
+    pub webhooks: Arc<WebhookContext>,
 }
 
 /// The interaction that produces a version; recorded in history.
@@ -82,6 +85,8 @@ pub struct Written {
     pub created: bool,
     /// Warnings about the write to report with it (safety notices, overrides).
     pub notices: Vec<Issue>,
+    /// Subscription events recorded with the write.
+    pub events: usize,
 }
 
 /// The current version of a resource (live or deleted), if it ever existed.
@@ -175,12 +180,17 @@ where
 {
     let mut pooled = connection(pool).await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
-    conn.transaction(
-        async move |conn: &mut AsyncPgConnection| -> ApiResult<Option<Written>> {
-            write_in(conn, resource_type, id, method, if_match, context, decide).await
-        },
-    )
-    .await
+    let written = conn
+        .transaction(
+            async move |conn: &mut AsyncPgConnection| -> ApiResult<Option<Written>> {
+                write_in(conn, resource_type, id, method, if_match, context, decide).await
+            },
+        )
+        .await?;
+    if written.as_ref().is_some_and(|w| w.events > 0) {
+        context.webhooks.wake_workers();
+    }
+    Ok(written)
 }
 
 /// `write_version`'s steps on a connection whose transaction the caller holds.
@@ -208,6 +218,7 @@ where
     let created = current.as_ref().is_none_or(|c| c.deleted);
     let last_updated = now();
     let mut checked = None;
+    let mut subscription_plan = None;
     let content = match decide(current.as_ref())? {
         NextContent::Nothing => return Ok(None),
         NextContent::Delete => None,
@@ -218,6 +229,12 @@ where
                 checked =
                     clinic::enforce_infusion_rules(conn, &context.clinic, &mut content, previous)
                         .await?;
+            }
+            if resource_type.as_str() == "Subscription" {
+                let plan =
+                    subscriptions::prepare_subscription(conn, id.as_str(), &mut content, context)
+                        .await?;
+                subscription_plan = Some(plan);
             }
             Some(content)
         }
@@ -231,7 +248,12 @@ where
         method: method.http_method().to_string(),
         content,
     };
-    store_version(conn, &version, current.as_ref(), context).await?;
+    let seq = store_version(conn, &version, current.as_ref(), context).await?;
+    if resource_type.as_str() == "Subscription" {
+        subscriptions::apply_subscription(conn, id.as_str(), subscription_plan.as_ref()).await?;
+    }
+    let previous = current.as_ref().and_then(|c| c.content.as_ref());
+    let events = subscriptions::record_events(conn, &version, previous, seq, context).await?;
     let notices = match checked {
         Some((patient, decision)) => audit_overrides(conn, &version, &patient, decision).await?,
         None => Vec::new(),
@@ -240,6 +262,7 @@ where
         version,
         created,
         notices,
+        events,
     }))
 }
 
@@ -347,6 +370,11 @@ where
         },
     )
     .await
+    .inspect(|outcome| {
+        if outcome.written.as_ref().is_some_and(|w| w.events > 0) {
+            context.webhooks.wake_workers();
+        }
+    })
 }
 
 async fn matching(
@@ -424,7 +452,7 @@ async fn store_version(
     version: &Version,
     current: Option<&Current>,
     context: &WriteContext,
-) -> ApiResult<()> {
+) -> ApiResult<i64> {
     diesel::insert_into(resource_versions::table)
         .values((
             resource_versions::resource_type.eq(&version.resource_type),
@@ -481,5 +509,5 @@ async fn store_version(
     if has_facts(&version.resource_type) && (existed || !outcome_facts.is_empty()) {
         facts::replace(conn, seq, existed, &outcome_facts).await?;
     }
-    Ok(())
+    Ok(seq)
 }

@@ -24,6 +24,9 @@ pub enum Bound {
     Instants(Vec<DateTime<Utc>>),
     Doubles(Vec<f64>),
     OptionalDoubles(Vec<Option<f64>>),
+    OptionalText(Option<String>),
+    OptionalBigInt(Option<i64>),
+    OptionalInstant(Option<DateTime<Utc>>),
 }
 
 /// `sql` refers to `values` as `$1`, `$2`, …; a placeholder may appear more than once (each
@@ -103,6 +106,9 @@ impl QueryFragment<Pg> for Statement {
                 Bound::OptionalDoubles(v) => {
                     out.push_bind_param::<Array<Nullable<Double>>, _>(v)?
                 }
+                Bound::OptionalText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Bound::OptionalBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                Bound::OptionalInstant(v) => out.push_bind_param::<Nullable<Timestamptz>, _>(v)?,
             }
         }
         out.push_sql(rest);

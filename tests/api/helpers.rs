@@ -3,7 +3,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use ketamine_fhir::auth::{jwt::issue_token, keys};
-use ketamine_fhir::config::Config;
+use ketamine_fhir::config::{Config, Networks};
 use ketamine_fhir::startup::Application;
 use ketamine_fhir::store;
 use reqwest::{Method, RequestBuilder, Response};
@@ -66,6 +66,11 @@ impl TestApp {
         config.db_pool_size = 8;
         config.jwt_private_key_file = key_dir.join("private.pem");
         config.jwt_public_key_file = key_dir.join("public.pem");
+        // Webhook receivers of the tests listen on loopback, as with ./scripts/run.
+        config.webhooks.webhook_allow_networks = Networks(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]);
         customize(&mut config);
         keys::generate_if_missing(&config.jwt_private_key_file, &config.jwt_public_key_file)
             .unwrap();

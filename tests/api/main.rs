@@ -15,6 +15,7 @@ mod safety;
 mod search;
 mod search_oracle;
 mod search_params;
+mod subscriptions;
 mod supporting_types;
 mod system;
 mod treatment;

@@ -34,9 +34,27 @@ async fn capability_statement_lists_each_type_and_its_interactions() {
             "Organization",
             "Medication",
             "MedicationRequest",
-            "QuestionnaireResponse"
+            "QuestionnaireResponse",
+            "Subscription"
         ]
     );
+    let subscription = resources.last().unwrap();
+    let topics: Vec<&str> = subscription["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["valueCanonical"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "https://ketamine-fhir.example.org/fhir/SubscriptionTopic/patient-changed",
+            "https://ketamine-fhir.example.org/fhir/SubscriptionTopic/observation-recorded",
+            "https://ketamine-fhir.example.org/fhir/SubscriptionTopic/infusion-completed"
+        ]
+    );
+    assert_eq!(subscription["operation"][0]["name"], "status");
+    assert_eq!(subscription["operation"][1]["name"], "events");
     for resource in resources {
         let interactions: Vec<&str> = resource["interaction"]
             .as_array()
@@ -165,6 +183,7 @@ async fn health_readiness_and_metrics() {
     );
     assert!(metrics.contains("http_request_duration_seconds_bucket"));
     assert!(metrics.contains("db_pool_connections"));
+    assert!(metrics.contains("webhook_queue_depth"));
 }
 
 #[tokio::test]
@@ -239,5 +258,5 @@ async fn every_documented_operation_answers_with_a_documented_status() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 22);
+    assert_eq!(checked, 24);
 }

@@ -1,0 +1,3 @@
+DROP TABLE subscription_events;
+DROP TABLE subscription_delivery;
+DROP TABLE subscription_counters;
