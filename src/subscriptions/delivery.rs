@@ -270,6 +270,14 @@ impl Deliverer {
         message_id: &str,
         body: &serde_json::Value,
     ) -> Result<(), Failure> {
+        // IP literals bypass the client's resolver, so the policy is checked here too (it
+        // may have been tightened since the Subscription was stored).
+        let endpoint = self
+            .writes
+            .webhooks
+            .policy
+            .check_url(&view.endpoint)
+            .map_err(|e| failure(e.to_string()))?;
         let body = body.to_string().into_bytes();
         let timestamp = Utc::now().timestamp();
         let mut headers = HeaderMap::new();
@@ -309,7 +317,7 @@ impl Deliverer {
             .unwrap_or(self.timeout);
         let response = self
             .client
-            .post(&view.endpoint)
+            .post(endpoint)
             .headers(headers)
             .timeout(timeout)
             .body(body)
