@@ -242,6 +242,16 @@ pub async fn follow(app: &TestApp, url: &str) -> Value {
 }
 
 /// Asserts an OperationOutcome body and returns its issues' diagnostics.
+/// The first `expression` of each issue of an OperationOutcome.
+pub fn issue_expressions(body: &Value) -> Vec<&str> {
+    body["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["expression"][0].as_str().unwrap())
+        .collect()
+}
+
 pub fn outcome_diagnostics(body: &Value) -> Vec<String> {
     assert_eq!(
         body["resourceType"], "OperationOutcome",

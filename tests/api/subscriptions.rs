@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{TestApp, heart_rate, json, outcome_diagnostics, patient};
+use crate::helpers::{TestApp, heart_rate, issue_expressions, json, outcome_diagnostics, patient};
 
 /// The secret partners are given; its key is the 32 bytes 1..=32.
 fn secret() -> String {
@@ -180,6 +180,14 @@ impl Receiver {
         self.received()
             .into_iter()
             .filter(|r| r.notification_type() == "event-notification" && r.answered < 300)
+            .collect()
+    }
+
+    /// The event numbers of `acknowledged_events`, in arrival order.
+    fn acknowledged_numbers(&self) -> Vec<i64> {
+        self.acknowledged_events()
+            .iter()
+            .flat_map(Received::event_numbers)
             .collect()
     }
 
@@ -431,11 +439,7 @@ async fn a_receiver_outage_loses_nothing() {
             receiver.acknowledged_events().len() >= 5
         })
         .await;
-    let numbers: Vec<i64> = receiver
-        .acknowledged_events()
-        .iter()
-        .flat_map(Received::event_numbers)
-        .collect();
+    let numbers: Vec<i64> = receiver.acknowledged_numbers();
     assert_eq!(numbers, [1, 2, 3, 4, 5]);
     // Every failed attempt was of event 1: nothing was skipped while the receiver was down.
     let failed: Vec<i64> = receiver
@@ -496,11 +500,7 @@ async fn exhausted_retries_set_error_and_reactivation_delivers_what_waited() {
     receiver
         .wait_for("both events", |_| receiver.acknowledged_events().len() >= 2)
         .await;
-    let numbers: Vec<i64> = receiver
-        .acknowledged_events()
-        .iter()
-        .flat_map(Received::event_numbers)
-        .collect();
+    let numbers: Vec<i64> = receiver.acknowledged_numbers();
     assert_eq!(numbers, [1, 2]);
 }
 
@@ -714,12 +714,7 @@ async fn invalid_subscriptions_get_every_problem_listed() {
     let response = app.post("Subscription", &resource).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = json(response).await;
-    let expressions: Vec<&str> = body["issue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["expression"][0].as_str().unwrap())
-        .collect();
+    let expressions = issue_expressions(&body);
     assert_eq!(
         expressions,
         [
@@ -761,11 +756,7 @@ async fn two_instances_on_one_database_deliver_each_event_once() {
         .wait_for("30 events", |_| receiver.acknowledged_events().len() >= 30)
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let numbers: Vec<i64> = receiver
-        .acknowledged_events()
-        .iter()
-        .flat_map(Received::event_numbers)
-        .collect();
+    let numbers: Vec<i64> = receiver.acknowledged_numbers();
     assert_eq!(numbers, (1..=30).collect::<Vec<_>>());
     let handshakes = receiver
         .received()

@@ -1,7 +1,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, heart_rate, infusion, json, outcome_diagnostics, patient};
+use crate::helpers::{
+    TestApp, heart_rate, infusion, issue_expressions, json, outcome_diagnostics, patient,
+};
 
 #[tokio::test]
 async fn every_validation_issue_is_listed_with_its_path() {
@@ -13,12 +15,7 @@ async fn every_validation_issue_is_listed_with_its_path() {
     let response = app.post("Patient", &bad).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = json(response).await;
-    let expressions: Vec<&str> = body["issue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["expression"][0].as_str().unwrap())
-        .collect();
+    let expressions = issue_expressions(&body);
     assert_eq!(expressions.len(), 3, "{body}");
     assert!(expressions.contains(&"Patient.gender"));
     assert!(expressions.contains(&"Patient.birthDate"));
@@ -90,12 +87,7 @@ async fn missing_required_status_and_wrong_types_are_reported_together() {
     let response = app.post("Observation", &body).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = json(response).await;
-    let expressions: Vec<&str> = body["issue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["expression"][0].as_str().unwrap())
-        .collect();
+    let expressions = issue_expressions(&body);
     assert!(expressions.contains(&"Observation.status"), "{body}");
     assert!(
         expressions.contains(&"Observation.valueQuantity.value"),
