@@ -29,6 +29,7 @@ fn secret() -> String {
 struct Received {
     headers: HashMap<String, String>,
     body: Value,
+    raw: Vec<u8>,
     answered: u16,
     signature_valid: bool,
 }
@@ -71,6 +72,8 @@ struct ReceiverState {
     answer: AtomicU16,
     /// Milliseconds to wait before answering.
     delay_ms: AtomicU64,
+    /// `Retry-After` to send with error answers.
+    retry_after: Mutex<Option<String>>,
     /// Requests that arrived, counted before any delay.
     arrivals: AtomicU64,
 }
@@ -105,6 +108,7 @@ async fn receive(
         })
         .collect();
     let signature_valid = verify(
+        &secret(),
         &header("webhook-id"),
         &header("webhook-timestamp"),
         &header("webhook-signature"),
@@ -119,18 +123,21 @@ async fn receive(
     state.received.lock().unwrap().push(Received {
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: body.to_vec(),
         answered: answer,
         signature_valid,
     });
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(answer).unwrap()).finish()
+    let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(answer).unwrap());
+    if let Some(retry_after) = state.retry_after.lock().unwrap().clone() {
+        response.insert_header(("Retry-After", retry_after));
+    }
+    response.finish()
 }
 
 /// What a partner does: HMAC-SHA256 of `id.timestamp.body` with the key, base64, compared
 /// with each `v1,` signature of the header; the timestamp within five minutes.
-fn verify(id: &str, timestamp: &str, signatures: &str, body: &[u8]) -> bool {
-    let key = STANDARD
-        .decode(secret().trim_start_matches("whsec_"))
-        .unwrap();
+fn verify(secret: &str, id: &str, timestamp: &str, signatures: &str, body: &[u8]) -> bool {
+    let key = STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();
     let Ok(sent_at) = timestamp.parse::<i64>() else {
         return false;
     };
@@ -889,4 +896,79 @@ async fn a_server_killed_mid_delivery_delivers_what_was_pending_after_restart() 
             .await,
         10
     );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_a_rotated_secret_signs_alongside_the_old() {
+    let app = TestApp::spawn_with(|config| {
+        config.webhooks.webhook_retry_schedule =
+            RetrySchedule(vec![Duration::from_millis(100); 10]);
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let watched = new_patient(&app).await;
+    let id = active_subscription(
+        &app,
+        &receiver,
+        &subscription(&receiver.url, OBSERVATION_RECORDED, None, "id-only"),
+    )
+    .await;
+
+    // 503 with Retry-After: 2 waits two seconds, not the scheduled 0.1 s.
+    receiver.answer_with(503);
+    *receiver.state.retry_after.lock().unwrap() = Some("2".into());
+    app.create(&heart_rate(&watched, 61)).await;
+    receiver
+        .wait_for("two refused attempts", |r| {
+            r.iter().filter(|r| r.answered == 503).count() >= 2
+        })
+        .await;
+    receiver.answer_with(200);
+    *receiver.state.retry_after.lock().unwrap() = None;
+    receiver
+        .wait_for("the event", |_| !receiver.acknowledged_events().is_empty())
+        .await;
+    let arrivals: Vec<i64> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.notification_type() == "event-notification")
+        .map(|r| r.headers["webhook-timestamp"].parse().unwrap())
+        .collect();
+    assert!(
+        arrivals.windows(2).all(|w| w[1] - w[0] >= 1),
+        "attempts at {arrivals:?}"
+    );
+
+    // Rotation: a second secret; each notification then carries both signatures.
+    let mut rotated = json(app.get(&format!("Subscription/{id}")).await).await;
+    let new_secret = format!("whsec_{}", STANDARD.encode([7u8; 32]));
+    rotated["channel"]["extension"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"url": SECRET, "valueString": new_secret}));
+    assert_eq!(
+        app.put(&format!("Subscription/{id}"), &rotated)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    wait_for_status(&app, &id, "active").await;
+    app.create(&heart_rate(&watched, 62)).await;
+    receiver
+        .wait_for("the second event", |_| {
+            receiver.acknowledged_events().len() >= 2
+        })
+        .await;
+    let last = receiver.acknowledged_events().pop().unwrap();
+    let signatures: Vec<&str> = last.headers["webhook-signature"].split(' ').collect();
+    assert_eq!(signatures.len(), 2);
+    assert!(last.signature_valid, "the old secret still verifies");
+    let header = |name: &str| last.headers[name].as_str();
+    assert!(verify(
+        &new_secret,
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+        &last.raw
+    ));
 }
