@@ -131,6 +131,10 @@ pub async fn events(
             )
         })?,
     };
+    if content == PayloadContent::FullResource {
+        // The resources themselves: only for callers who may read them directly.
+        principal.authorize(Some(view.criteria.resource_type()), Interaction::Read)?;
+    }
     let stored =
         store::subscriptions::events(&state.pool, &id, since.max(1) - 1, until, MAX_EVENTS).await?;
     let events: Vec<NotifiedEvent> = stored

@@ -137,7 +137,9 @@ async fn receive(
 /// What a partner does: HMAC-SHA256 of `id.timestamp.body` with the key, base64, compared
 /// with each `v1,` signature of the header; the timestamp within five minutes.
 fn verify(secret: &str, id: &str, timestamp: &str, signatures: &str, body: &[u8]) -> bool {
-    let key = STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let key = STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
     let Ok(sent_at) = timestamp.parse::<i64>() else {
         return false;
     };
@@ -406,6 +408,20 @@ async fn every_event_arrives_once_in_order_signed_and_can_be_fetched_again() {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     outcome_diagnostics(&json(bad).await);
     assert_eq!(app.count_rows("subscription_events").await, 20);
+
+    // A client that may read Subscriptions but not Observations gets the events, not the
+    // Observations.
+    let subscriptions_only = app.token_for("system/Subscription.rs", None);
+    let path = format!("Subscription/{id}/$events?eventsSinceNumber=1&eventsUntilNumber=2");
+    let refused = app.get_as(&subscriptions_only, &path).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let ids_only = app
+        .get_as(&subscriptions_only, &format!("{path}&content=id-only"))
+        .await;
+    assert_eq!(ids_only.status(), StatusCode::OK);
+    let ids_only = json(ids_only).await;
+    assert_eq!(ids_only["entry"].as_array().unwrap().len(), 3);
+    assert!(ids_only["entry"][1].get("resource").is_none());
 }
 
 #[tokio::test]
