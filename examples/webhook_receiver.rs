@@ -167,7 +167,7 @@ fn parse_notification(body: &[u8]) -> Option<Notification> {
         return None;
     }
     let parameters = bundle["entry"][0]["resource"]["parameter"].as_array()?;
-    let named = |name: &str| parameters.iter().filter(move |p| p["name"] == name);
+    let named = |name: &'static str| parameters.iter().filter(move |p| p["name"] == name);
     let kind = named("type").next()?["valueCode"].as_str()?.to_string();
     let subscription = named("subscription")
         .next()
@@ -177,7 +177,7 @@ fn parse_notification(body: &[u8]) -> Option<Notification> {
     let mut events = Vec::new();
     for event in named("notification-event") {
         let parts = event["part"].as_array()?;
-        let part = |name: &str| parts.iter().find(|p| p["name"] == name);
+        let part = |name: &'static str| parts.iter().find(|p| p["name"] == name);
         let number = part("event-number")?["valueString"]
             .as_str()?
             .parse()

@@ -56,8 +56,10 @@ impl Application {
             },
         });
         let metrics = Arc::new(Metrics::new());
+        let mut delivery_config = config.clone();
+        delivery_config.db_pool_size = config.webhooks.webhook_workers + 1;
         let deliverer = Arc::new(Deliverer {
-            pool: state.pool.clone(),
+            pool: store::build_pool(&delivery_config)?,
             writes: state.writes.clone(),
             base_url: base_url.clone(),
             client: egress::client(

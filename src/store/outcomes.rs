@@ -14,8 +14,8 @@ use crate::error::ApiResult;
 /// From `clinic_facts` alone (see `clinic::facts`). `treated`: per patient, the first
 /// ketamine infusion given that started in `[$1, $2)`. For each, the baseline is the latest
 /// pain score at or before that infusion and the follow-up the latest after it, each one
-/// backward step of the `(kind, patient_id, at, resource_seq)` index with the value in the
-/// index. A responder's reduction is compared as `(baseline - follow-up) * 100 >= k *
+/// backward step of the partial index of pain scores `(patient_id, at, resource_seq)`, with
+/// the value in the index. A responder's reduction is compared as `(baseline - follow-up) * 100 >= k *
 /// baseline`, exact for integer scores.
 const CLINIC_OUTCOMES: &str = "\
 WITH treated AS MATERIALIZED ( \

@@ -193,10 +193,16 @@ SELECT c.subscription_id, r.content FROM subscription_counters c \
 JOIN resources r ON r.resource_type = 'Subscription' AND r.id = c.subscription_id AND NOT r.deleted \
 WHERE c.resource_type = $1 AND c.recording";
 
+/// The counter rows are locked in id order first: two writes matching the same
+/// subscriptions then wait for each other instead of deadlocking.
 const RECORD_EVENTS: &str = "\
-WITH bumped AS ( \
-    UPDATE subscription_counters SET events_since_start = events_since_start + 1 \
-    WHERE subscription_id = ANY($1) RETURNING subscription_id, events_since_start) \
+WITH locked AS ( \
+    SELECT subscription_id FROM subscription_counters WHERE subscription_id = ANY($1) \
+    ORDER BY subscription_id FOR UPDATE), \
+bumped AS ( \
+    UPDATE subscription_counters c SET events_since_start = c.events_since_start + 1 \
+    FROM locked l WHERE c.subscription_id = l.subscription_id \
+    RETURNING c.subscription_id, c.events_since_start) \
 INSERT INTO subscription_events (subscription_id, event_number, occurred_at, focus_type, focus_id, focus_version, method) \
 SELECT subscription_id, events_since_start, $2, $3, $4, $5::integer, $6 FROM bumped";
 

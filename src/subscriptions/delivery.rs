@@ -28,6 +28,8 @@ const EVENTS_PER_CLAIM: i64 = 50;
 
 /// Everything the workers share.
 pub struct Deliverer {
+    /// A pool of its own (a connection per worker, and one more): a claim holds its
+    /// connection while it sends, which must never take connections from API requests.
     pub pool: Pool,
     pub writes: WriteContext,
     pub base_url: String,
@@ -61,6 +63,12 @@ pub fn spawn_workers(
 async fn work(deliverer: Arc<Deliverer>, mut shutdown: watch::Receiver<bool>) {
     let mut depth_measured_at = tokio::time::Instant::now();
     while !*shutdown.borrow() {
+        if depth_measured_at.elapsed() >= Duration::from_secs(1) {
+            depth_measured_at = tokio::time::Instant::now();
+            if let Ok(depth) = queue_depth(&deliverer.pool).await {
+                deliverer.metrics.set_webhook_queue_depth(depth);
+            }
+        }
         let pause = match deliverer.deliver_once().await {
             Ok(true) => continue,
             Ok(false) => deliverer.poll,
@@ -69,12 +77,6 @@ async fn work(deliverer: Arc<Deliverer>, mut shutdown: watch::Receiver<bool>) {
                 Duration::from_secs(1)
             }
         };
-        if depth_measured_at.elapsed() >= Duration::from_secs(1) {
-            depth_measured_at = tokio::time::Instant::now();
-            if let Ok(depth) = queue_depth(&deliverer.pool).await {
-                deliverer.metrics.set_webhook_queue_depth(depth);
-            }
-        }
         tokio::select! {
             _ = deliverer.writes.webhooks.wake.notified() => {}
             _ = tokio::time::sleep(pause) => {}
