@@ -256,6 +256,20 @@ fn subscription(endpoint: &str, topic: &str, filter: Option<&str>, content: &str
     resource
 }
 
+/// An app retrying `count` times `wait` apart, a receiver, a patient, and an active
+/// id-only observation-recorded subscription to the receiver.
+async fn watched_with_retries(wait: Duration, count: usize) -> (TestApp, Receiver, String, String) {
+    let app = TestApp::spawn_with(|config| {
+        config.webhooks.webhook_retry_schedule = RetrySchedule(vec![wait; count]);
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let watched = new_patient(&app).await;
+    let resource = subscription(&receiver.url, OBSERVATION_RECORDED, None, "id-only");
+    let id = active_subscription(&app, &receiver, &resource).await;
+    (app, receiver, watched, id)
+}
+
 /// Creates the subscription and waits until its handshake made it active.
 async fn active_subscription(app: &TestApp, receiver: &Receiver, resource: &Value) -> String {
     let created = app.create(resource).await;
@@ -426,19 +440,7 @@ async fn every_event_arrives_once_in_order_signed_and_can_be_fetched_again() {
 
 #[tokio::test]
 async fn a_receiver_outage_loses_nothing() {
-    let app = TestApp::spawn_with(|config| {
-        config.webhooks.webhook_retry_schedule =
-            RetrySchedule(vec![Duration::from_millis(300); 100]);
-    })
-    .await;
-    let receiver = Receiver::start().await;
-    let watched = new_patient(&app).await;
-    let id = active_subscription(
-        &app,
-        &receiver,
-        &subscription(&receiver.url, OBSERVATION_RECORDED, None, "id-only"),
-    )
-    .await;
+    let (app, receiver, watched, id) = watched_with_retries(Duration::from_millis(300), 100).await;
 
     receiver.answer_with(503);
     for n in 0..5 {
@@ -476,18 +478,7 @@ async fn a_receiver_outage_loses_nothing() {
 
 #[tokio::test]
 async fn exhausted_retries_set_error_and_reactivation_delivers_what_waited() {
-    let app = TestApp::spawn_with(|config| {
-        config.webhooks.webhook_retry_schedule = RetrySchedule(vec![Duration::from_millis(200)]);
-    })
-    .await;
-    let receiver = Receiver::start().await;
-    let watched = new_patient(&app).await;
-    let id = active_subscription(
-        &app,
-        &receiver,
-        &subscription(&receiver.url, OBSERVATION_RECORDED, None, "id-only"),
-    )
-    .await;
+    let (app, receiver, watched, id) = watched_with_retries(Duration::from_millis(200), 1).await;
     receiver.answer_with(500);
     app.create(&heart_rate(&watched, 61)).await;
     let errored = wait_for_status(&app, &id, "error").await;
@@ -916,19 +907,7 @@ async fn a_server_killed_mid_delivery_delivers_what_was_pending_after_restart() 
 
 #[tokio::test]
 async fn retry_after_is_honoured_and_a_rotated_secret_signs_alongside_the_old() {
-    let app = TestApp::spawn_with(|config| {
-        config.webhooks.webhook_retry_schedule =
-            RetrySchedule(vec![Duration::from_millis(100); 10]);
-    })
-    .await;
-    let receiver = Receiver::start().await;
-    let watched = new_patient(&app).await;
-    let id = active_subscription(
-        &app,
-        &receiver,
-        &subscription(&receiver.url, OBSERVATION_RECORDED, None, "id-only"),
-    )
-    .await;
+    let (app, receiver, watched, id) = watched_with_retries(Duration::from_millis(100), 10).await;
 
     // 503 with Retry-After: 2 waits two seconds, not the scheduled 0.1 s.
     receiver.answer_with(503);
