@@ -124,17 +124,23 @@ fn live_content<'c>(
     id: &ResourceId,
 ) -> ApiResult<&'c Value> {
     match current {
-        None => Err(ApiError::NotFound(format!(
-            "{resource_type}/{id} does not exist"
-        ))),
+        None => Err(not_found(resource_type, id)),
         Some(Current {
             content: Some(content),
             ..
         }) => Ok(content),
-        Some(_) => Err(ApiError::Gone(format!(
-            "{resource_type}/{id} has been deleted"
-        ))),
+        Some(_) => Err(gone(resource_type, id)),
     }
+}
+
+/// The current content of a live resource: 404 if it never existed, 410 if deleted.
+pub(super) async fn read_live(
+    state: &AppState,
+    resource_type: &ResourceType,
+    id: &ResourceId,
+) -> ApiResult<Value> {
+    let current = resources::read_current(&state.pool, resource_type, id).await?;
+    live_content(current.as_ref(), resource_type, id).cloned()
 }
 
 #[utoipa::path(

@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::AppState;
-use super::crud::{ensure_in_compartment, instance};
+use super::crud::{ensure_in_compartment, instance, read_live};
 use super::http::{RESOURCE_CONTENT_TYPES, parse_json, read_body, require_content_type};
 use crate::auth::jwt::Access;
 use crate::auth::{Interaction, Principal};
@@ -29,12 +29,7 @@ pub(super) async fn readable_patient(
 ) -> ApiResult<(Value, Access)> {
     let (resource_type, id) = instance("Patient", id)?;
     let access = principal.authorize(Some("Patient"), Interaction::Read)?;
-    let current = store::resources::read_current(&state.pool, &resource_type, &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Patient/{id} does not exist")))?;
-    let patient = current
-        .content
-        .ok_or_else(|| ApiError::Gone(format!("Patient/{id} has been deleted")))?;
+    let patient = read_live(state, &resource_type, &id).await?;
     ensure_in_compartment(&access, &resource_type, &patient)?;
     Ok((patient, access))
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::crud::instance;
+use super::crud::{instance, read_live};
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::FHIR_JSON;
@@ -28,12 +28,7 @@ async fn readable_subscription(
 ) -> ApiResult<(SubscriptionView, store::subscriptions::DeliveryState)> {
     let (resource_type, id) = instance("Subscription", id)?;
     principal.authorize(Some("Subscription"), Interaction::Read)?;
-    let current = store::resources::read_current(&state.pool, &resource_type, &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Subscription/{id} does not exist")))?;
-    let content = current
-        .content
-        .ok_or_else(|| ApiError::Gone(format!("Subscription/{id} has been deleted")))?;
+    let content = read_live(state, &resource_type, &id).await?;
     let view = SubscriptionView::read(&content).map_err(ApiError::Unprocessable)?;
     let delivery = store::subscriptions::delivery_state(&state.pool, id.as_str())
         .await?

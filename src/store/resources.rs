@@ -217,6 +217,7 @@ where
     let next_version = current.as_ref().map_or(1, |c| c.version_id + 1);
     let created = current.as_ref().is_none_or(|c| c.deleted);
     let last_updated = now();
+    let previous = current.as_ref().and_then(|c| c.content.as_ref());
     let mut checked = None;
     let mut subscription_plan = None;
     let content = match decide(current.as_ref())? {
@@ -225,7 +226,6 @@ where
         NextContent::Write(mut content) => {
             stamp_meta(&mut content, id.as_str(), next_version, last_updated);
             if resource_type.as_str() == "MedicationAdministration" {
-                let previous = current.as_ref().and_then(|c| c.content.as_ref());
                 checked =
                     clinic::enforce_infusion_rules(conn, &context.clinic, &mut content, previous)
                         .await?;
@@ -252,7 +252,6 @@ where
     if resource_type.as_str() == "Subscription" {
         subscriptions::apply_subscription(conn, id.as_str(), subscription_plan.as_ref()).await?;
     }
-    let previous = current.as_ref().and_then(|c| c.content.as_ref());
     let events = subscriptions::record_events(conn, &version, previous, seq, context).await?;
     let notices = match checked {
         Some((patient, decision)) => audit_overrides(conn, &version, &patient, decision).await?,

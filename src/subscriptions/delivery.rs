@@ -116,10 +116,8 @@ impl Deliverer {
     }
 
     async fn handshake(&self, claim: &Claim, view: &SubscriptionView) -> DeliveryUpdate {
-        let head = self.head(claim, view, "requested", NotificationType::Handshake);
-        let body = bundle(&head, &[], view.content);
         match self
-            .post(claim, view, &uuid::Uuid::new_v4().to_string(), &body)
+            .post_without_events(claim, view, "requested", NotificationType::Handshake)
             .await
         {
             Ok(()) => {
@@ -127,11 +125,7 @@ impl Deliverer {
                 DeliveryUpdate {
                     status: "active".into(),
                     handshake_pending: false,
-                    attempts: 0,
-                    next_attempt_at: Utc::now(),
-                    sent_at: Some(Utc::now()),
-                    last_error: None,
-                    ..unchanged(claim)
+                    ..acknowledged(claim)
                 }
             }
             Err(failure) => {
@@ -142,21 +136,13 @@ impl Deliverer {
     }
 
     async fn heartbeat(&self, claim: &Claim, view: &SubscriptionView) -> DeliveryUpdate {
-        let head = self.head(claim, view, &claim.status, NotificationType::Heartbeat);
-        let body = bundle(&head, &[], view.content);
         match self
-            .post(claim, view, &uuid::Uuid::new_v4().to_string(), &body)
+            .post_without_events(claim, view, &claim.status, NotificationType::Heartbeat)
             .await
         {
             Ok(()) => {
                 self.metrics.observe_webhook("heartbeat", None);
-                DeliveryUpdate {
-                    attempts: 0,
-                    next_attempt_at: Utc::now(),
-                    sent_at: Some(Utc::now()),
-                    last_error: None,
-                    ..unchanged(claim)
-                }
+                acknowledged(claim)
             }
             Err(failure) => self.retry_later(claim, claim.delivered_through, failure),
         }
@@ -194,11 +180,7 @@ impl Deliverer {
         }
         DeliveryUpdate {
             delivered_through,
-            attempts: 0,
-            next_attempt_at: Utc::now(),
-            sent_at: Some(Utc::now()),
-            last_error: None,
-            ..unchanged(claim)
+            ..acknowledged(claim)
         }
     }
 
@@ -262,6 +244,20 @@ impl Deliverer {
             events_since_start: claim.events_since_start,
             error: None,
         }
+    }
+
+    /// A handshake or heartbeat: the status only, under a message id of its own.
+    async fn post_without_events(
+        &self,
+        claim: &Claim,
+        view: &SubscriptionView,
+        status: &str,
+        kind: NotificationType,
+    ) -> Result<(), Failure> {
+        let head = self.head(claim, view, status, kind);
+        let body = bundle(&head, &[], view.content);
+        let message_id = uuid::Uuid::new_v4().to_string();
+        self.post(claim, view, &message_id, &body).await
     }
 
     /// POSTs one notification, signed with every secret of the subscription.
@@ -389,6 +385,17 @@ fn unchanged(claim: &Claim) -> DeliveryUpdate {
         next_attempt_at: Utc::now(),
         sent_at: None,
         last_error: None,
+    }
+}
+
+/// Everything sent was acknowledged: the next attempt may come at once.
+fn acknowledged(claim: &Claim) -> DeliveryUpdate {
+    DeliveryUpdate {
+        attempts: 0,
+        next_attempt_at: Utc::now(),
+        sent_at: Some(Utc::now()),
+        last_error: None,
+        ..unchanged(claim)
     }
 }
 
