@@ -658,6 +658,18 @@ async fn heartbeats_arrive_at_the_requested_period() {
     assert_eq!(heartbeat.body["entry"].as_array().unwrap().len(), 1);
 }
 
+/// Posts a Subscription to `endpoint`, asserts the 422, and returns its OperationOutcome.
+async fn refused_endpoint(app: &TestApp, endpoint: &str) -> Value {
+    let resource = subscription(endpoint, OBSERVATION_RECORDED, None, "empty");
+    let response = app.post("Subscription", &resource).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{endpoint}"
+    );
+    json(response).await
+}
+
 #[tokio::test]
 async fn endpoints_outside_the_egress_policy_are_refused_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
@@ -667,18 +679,7 @@ async fn endpoints_outside_the_egress_policy_are_refused_and_nothing_is_stored()
         "http://[fd00::1]/hook",
         "ftp://partner.example/hook",
     ] {
-        let response = app
-            .post(
-                "Subscription",
-                &subscription(endpoint, OBSERVATION_RECORDED, None, "empty"),
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{endpoint}"
-        );
-        let body = json(response).await;
+        let body = refused_endpoint(&app, endpoint).await;
         assert_eq!(
             body["issue"][0]["expression"][0], "Subscription.channel.endpoint",
             "{endpoint}"
@@ -692,18 +693,7 @@ async fn endpoints_outside_the_egress_policy_are_refused_and_nothing_is_stored()
     let receiver = Receiver::start().await;
     let by_name = receiver.url.replace("127.0.0.1", "localhost");
     for endpoint in [receiver.url.as_str(), by_name.as_str()] {
-        let response = strict
-            .post(
-                "Subscription",
-                &subscription(endpoint, OBSERVATION_RECORDED, None, "empty"),
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{endpoint}"
-        );
-        let diagnostics = outcome_diagnostics(&json(response).await);
+        let diagnostics = outcome_diagnostics(&refused_endpoint(&strict, endpoint).await);
         assert!(
             diagnostics[0].contains("not allowed") || diagnostics[0].contains("denied"),
             "{diagnostics:?}"
