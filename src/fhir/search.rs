@@ -594,10 +594,14 @@ fn chain(
             ));
         }
         None => {
+            // Only the stored target types that define the chained parameter can match,
+            // so `patient.gender` means Patient even though `patient` may name a Group.
+            let chained_code = chained.split(['.', ':']).next().unwrap_or(chained);
             let stored: Vec<&String> = parameter
                 .targets
                 .iter()
                 .filter(|t| super::definitions::registry().is_supported_resource(t))
+                .filter(|t| defines_parameter(t, chained_code))
                 .collect();
             match stored.as_slice() {
                 [only] => only.to_string(),
@@ -625,6 +629,11 @@ fn chain(
         target_type,
         inner: Box::new(inner),
     }))
+}
+
+/// Does `resource_type` have search parameter `code` (its own or a resource-level one)?
+fn defines_parameter(resource_type: &str, code: &str) -> bool {
+    code.starts_with('_') || indexed_parameter(resource_type, code).is_some()
 }
 
 /// `_has:Observation:patient:code=x` (the part after `_has:` is `rest`).

@@ -599,7 +599,7 @@ mod coverage_tests {
 
     /// Every R4 search parameter of every registry type is index-backed, except the
     /// resource-level text/query parameters, Patient `deceased` (exists() in its FHIRPath),
-    /// and the composites and `value-string` of Observation.
+    /// and the composites (Observation's, Group's) and `value-string` of Observation.
     #[test]
     fn every_standard_parameter_is_indexed_but_the_known_exceptions() {
         const NOT_INDEXED_ANYWHERE: &[&str] = &["_text", "_content", "_query"];
@@ -616,6 +616,7 @@ mod coverage_tests {
         }
         unsupported.sort();
         let expected = [
+            "Group.characteristic-value",
             "Observation.code-value-concept",
             "Observation.code-value-date",
             "Observation.code-value-quantity",

@@ -35,10 +35,16 @@ async fn capability_statement_lists_each_type_and_its_interactions() {
             "Medication",
             "MedicationRequest",
             "QuestionnaireResponse",
-            "Subscription"
+            "Subscription",
+            "Group",
+            "Coverage",
+            "Claim"
         ]
     );
-    let subscription = resources.last().unwrap();
+    let subscription = resources
+        .iter()
+        .find(|r| r["type"] == "Subscription")
+        .unwrap();
     let topics: Vec<&str> = subscription["extension"]
         .as_array()
         .unwrap()
