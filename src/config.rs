@@ -66,6 +66,24 @@ pub struct Config {
     )]
     pub max_body_bytes: usize,
 
+    /// Largest batch or transaction Bundle accepted, in bytes (larger ones get 413).
+    #[arg(
+        long,
+        global = true,
+        env = "MAX_BUNDLE_BYTES",
+        default_value_t = 16 * 1_048_576
+    )]
+    pub max_bundle_bytes: usize,
+
+    /// Most entries a batch or transaction Bundle may hold.
+    #[arg(
+        long,
+        global = true,
+        env = "MAX_BUNDLE_ENTRIES",
+        default_value_t = 5000
+    )]
+    pub max_bundle_entries: usize,
+
     /// Default page size of searches and histories.
     #[arg(long, global = true, env = "DEFAULT_PAGE_SIZE", default_value_t = 20)]
     pub default_page_size: i64,

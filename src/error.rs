@@ -61,6 +61,58 @@ impl ApiError {
         ApiError::Internal(error.to_string())
     }
 
+    /// The OperationOutcome this error is answered with.
+    pub fn outcome(&self) -> serde_json::Value {
+        operation_outcome(&self.issues())
+    }
+
+    /// The same error about entry `index` of a Bundle (`label` e.g. "PUT Patient/1"):
+    /// messages start with where it happened, and issue paths point into the entry's
+    /// resource.
+    pub fn in_bundle_entry(self, index: usize, label: &str) -> ApiError {
+        let location = format!("Bundle.entry[{index}] ({label})");
+        let text = |text: String| format!("{location}: {text}");
+        let issues = |issues: Vec<Issue>| -> Vec<Issue> {
+            issues
+                .into_iter()
+                .map(|issue| Issue {
+                    diagnostics: text(issue.diagnostics),
+                    expression: issue.expression.map(|path| {
+                        let within = path.split_once('.').map_or("", |(_, rest)| rest);
+                        match within {
+                            "" => format!("Bundle.entry[{index}].resource"),
+                            rest => format!("Bundle.entry[{index}].resource.{rest}"),
+                        }
+                    }),
+                    ..issue
+                })
+                .collect()
+        };
+        match self {
+            ApiError::BadRequest(message, expression) => {
+                ApiError::BadRequest(text(message), expression)
+            }
+            ApiError::Invalid(found) => ApiError::Invalid(issues(found)),
+            ApiError::Unprocessable(found) => ApiError::Unprocessable(issues(found)),
+            ApiError::Unauthorized(message) => ApiError::Unauthorized(text(message)),
+            ApiError::Forbidden(message) => ApiError::Forbidden(text(message)),
+            ApiError::NotFound(message) => ApiError::NotFound(text(message)),
+            ApiError::UnknownType(name) => ApiError::NotFound(text(format!(
+                "Resource type '{name}' is not supported by this server; see /fhir/metadata"
+            ))),
+            ApiError::Gone(message) => ApiError::Gone(text(message)),
+            ApiError::MethodNotAllowed(message) => ApiError::MethodNotAllowed(text(message)),
+            ApiError::Conflict(message) => ApiError::Conflict(text(message)),
+            ApiError::PreconditionFailed(message) => ApiError::PreconditionFailed(text(message)),
+            ApiError::UnsupportedMediaType(message) => {
+                ApiError::UnsupportedMediaType(text(message))
+            }
+            other @ (ApiError::PayloadTooLarge(_)
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_)) => other,
+        }
+    }
+
     fn issues(&self) -> Vec<Issue> {
         let single = |code: &'static str, text: &str| vec![Issue::error(code, text)];
         match self {

@@ -29,6 +29,7 @@ pub const BEARER: &str = "bearer_jwt";
     ),
     paths(
         routes::system::metadata,
+        routes::bundle::process,
         routes::crud::create,
         routes::search::search_get,
         routes::search::search_post,
@@ -499,6 +500,10 @@ impl Modify for Security {
 /// The error statuses each operation can answer with, all as OperationOutcome bodies.
 /// Kept here, beside their meanings, rather than repeated in every handler's annotation.
 const ERROR_RESPONSES: &[(&str, &[u16])] = &[
+    (
+        "batch_or_transaction",
+        &[400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 503],
+    ),
     ("create", &[400, 401, 403, 404, 412, 413, 415, 422, 503]),
     ("read", &[401, 403, 404, 410, 503]),
     ("vread", &[401, 403, 404, 410, 503]),

@@ -47,6 +47,8 @@ impl Application {
                 max: config.max_page_size,
             },
             max_body_bytes: config.max_body_bytes,
+            max_bundle_bytes: config.max_bundle_bytes,
+            max_bundle_entries: config.max_bundle_entries,
             writes: config.write_context(address)?,
             max_includes: config.max_includes,
             default_total: match config.search_default_total {

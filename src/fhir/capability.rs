@@ -23,7 +23,7 @@ pub const TYPE_INTERACTIONS: &[&str] = &[
 ];
 
 /// The system-level interactions served.
-pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
 
 pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
     let registry = registry();

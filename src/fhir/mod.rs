@@ -2,6 +2,7 @@
 //! extraction and parsing, bundles, OperationOutcome builders and typed views of resources.
 
 pub mod bundle;
+pub mod bundle_request;
 pub mod capability;
 pub mod dates;
 pub mod definitions;

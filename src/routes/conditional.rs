@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
 use super::AppState;
-use super::crud::{ensure_in_compartment, ensure_may_create, resource_body};
+use super::crud::{deletion, ensure_in_compartment, ensure_may_create, resource_body};
 use super::http::{
     Preferences, created_or_ok, if_match, preferences, write_response, written_response,
 };
@@ -24,7 +24,7 @@ use crate::store::search::SearchQuery;
 /// The criteria of a conditional write as a search, and its lock key. They read what they
 /// match, so the caller needs the search permission too, and a patient-scoped search sees
 /// only its compartment.
-fn criteria_search(
+pub(super) fn criteria_search(
     principal: &Principal,
     resource_type: &ResourceType,
     criteria: &str,
@@ -38,6 +38,83 @@ fn several(resource_type: &ResourceType, criteria: &str) -> ApiError {
     ApiError::PreconditionFailed(format!(
         "The criteria '{criteria}' match more than one {resource_type}; make them more selective"
     ))
+}
+
+/// A conditional create's choice: create when nothing matches, stop at one match.
+pub(super) fn create_target<'a>(
+    resource_type: &'a ResourceType,
+    criteria: &'a str,
+) -> impl FnOnce(&Matched) -> ApiResult<ConditionalStep> + Send + 'a {
+    move |matched| match matched {
+        Matched::Nothing => Ok(ConditionalStep::Write(
+            ResourceId::generate(),
+            WriteMethod::Create,
+        )),
+        Matched::One(_) => Ok(ConditionalStep::Stop),
+        Matched::Several => Err(several(resource_type, criteria)),
+    }
+}
+
+/// A conditional update's choice: the one match, or (no match) the body's id or a new one.
+pub(super) fn update_target<'a>(
+    resource_type: &'a ResourceType,
+    criteria: &'a str,
+    body_id: Option<ResourceId>,
+) -> impl FnOnce(&Matched) -> ApiResult<ConditionalStep> + Send + 'a {
+    move |matched| {
+        let target = match (matched, body_id) {
+            (Matched::Several, _) => return Err(several(resource_type, criteria)),
+            (Matched::Nothing, Some(id)) => id,
+            (Matched::Nothing, None) => ResourceId::generate(),
+            (Matched::One(found), Some(id)) if found.id != id.as_str() => {
+                return Err(ApiError::bad_parameter(
+                    "id",
+                    format!(
+                        "The body's id '{id}' is not that of {resource_type}/{}, which the criteria match",
+                        found.id
+                    ),
+                ));
+            }
+            (Matched::One(found), _) => ResourceId::parse(&found.id)?,
+        };
+        Ok(ConditionalStep::Write(target, WriteMethod::Update))
+    }
+}
+
+/// A conditional update's decision: when nothing matched, the chosen id must be free.
+pub(super) fn conditional_replace<'a>(
+    access: &'a Access,
+    resource_type: &'a ResourceType,
+    criteria: &'a str,
+    resource: Value,
+) -> impl FnOnce(&Matched, Option<&Current>) -> ApiResult<NextContent> + Send + 'a {
+    move |matched, current| {
+        if let Some(existing) = current.and_then(|c| c.content.as_ref()) {
+            if matches!(matched, Matched::Nothing) {
+                return Err(ApiError::Conflict(format!(
+                    "{resource_type}/{} exists but does not match the criteria '{criteria}'",
+                    id_of(existing).unwrap_or_default()
+                )));
+            }
+            ensure_in_compartment(access, resource_type, existing)?;
+        }
+        Ok(NextContent::Write(resource))
+    }
+}
+
+/// A conditional delete's choice: the one match, or nothing to do.
+pub(super) fn delete_target<'a>(
+    resource_type: &'a ResourceType,
+    criteria: &'a str,
+) -> impl FnOnce(&Matched) -> ApiResult<ConditionalStep> + Send + 'a {
+    move |matched| match matched {
+        Matched::Nothing => Ok(ConditionalStep::Stop),
+        Matched::One(found) => Ok(ConditionalStep::Write(
+            ResourceId::parse(&found.id)?,
+            WriteMethod::Delete,
+        )),
+        Matched::Several => Err(several(resource_type, criteria)),
+    }
 }
 
 /// `POST /Type` with `If-None-Exist`: creates only when nothing matches; one match is
@@ -62,14 +139,7 @@ pub async fn create_if_none_exist(
         &key,
         None,
         &state.writes,
-        |matched| match matched {
-            Matched::Nothing => Ok(ConditionalStep::Write(
-                ResourceId::generate(),
-                WriteMethod::Create,
-            )),
-            Matched::One(_) => Ok(ConditionalStep::Stop),
-            Matched::Several => Err(several(resource_type, criteria)),
-        },
+        create_target(resource_type, criteria),
         |_, _| Ok(NextContent::Write(resource)),
     )
     .await?;
@@ -134,36 +204,8 @@ pub async fn update(
         &key,
         expected_version,
         &state.writes,
-        |matched| {
-            let target = match (matched, &body_id) {
-                (Matched::Several, _) => return Err(several(&resource_type, criteria)),
-                (Matched::Nothing, Some(id)) => id.clone(),
-                (Matched::Nothing, None) => ResourceId::generate(),
-                (Matched::One(found), Some(id)) if found.id != id.as_str() => {
-                    return Err(ApiError::bad_parameter(
-                        "id",
-                        format!(
-                            "The body's id '{id}' is not that of {resource_type}/{}, which the criteria match",
-                            found.id
-                        ),
-                    ));
-                }
-                (Matched::One(found), _) => ResourceId::parse(&found.id)?,
-            };
-            Ok(ConditionalStep::Write(target, WriteMethod::Update))
-        },
-        |matched, current: Option<&Current>| {
-            if let Some(existing) = current.and_then(|c| c.content.as_ref()) {
-                if matches!(matched, Matched::Nothing) {
-                    return Err(ApiError::Conflict(format!(
-                        "{resource_type}/{} exists but does not match the criteria '{criteria}'",
-                        id_of(existing).unwrap_or_default()
-                    )));
-                }
-                ensure_in_compartment(&access, &resource_type, existing)?;
-            }
-            Ok(NextContent::Write(resource))
-        },
+        update_target(&resource_type, criteria, body_id),
+        conditional_replace(&access, &resource_type, criteria, resource),
     )
     .await?;
     let written = outcome
@@ -208,21 +250,8 @@ pub async fn delete(
         &key,
         expected_version,
         &state.writes,
-        |matched| match matched {
-            Matched::Nothing => Ok(ConditionalStep::Stop),
-            Matched::One(found) => Ok(ConditionalStep::Write(
-                ResourceId::parse(&found.id)?,
-                WriteMethod::Delete,
-            )),
-            Matched::Several => Err(several(&resource_type, criteria)),
-        },
-        |_, current| match current.and_then(|c| c.content.as_ref()) {
-            Some(content) => {
-                ensure_in_compartment(&access, &resource_type, content)?;
-                Ok(NextContent::Delete)
-            }
-            None => Ok(NextContent::Nothing),
-        },
+        delete_target(&resource_type, criteria),
+        |_, current| deletion(&access, &resource_type)(current),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -41,7 +41,7 @@ pub(super) async fn resource_body(
 }
 
 /// Validates; errors refuse the write (400 for base-spec rules, 422 for profile rules).
-fn checked(
+pub(super) fn checked(
     resource_type: &ResourceType,
     resource: &Value,
     preferences: Preferences,
@@ -105,11 +105,11 @@ fn if_none_exist(request: &HttpRequest) -> ApiResult<Option<&str>> {
         .transpose()
 }
 
-fn not_found(resource_type: &ResourceType, id: &ResourceId) -> ApiError {
+pub(super) fn not_found(resource_type: &ResourceType, id: &ResourceId) -> ApiError {
     ApiError::NotFound(format!("{resource_type}/{id} does not exist"))
 }
 
-fn gone(resource_type: &ResourceType, id: &ResourceId) -> ApiError {
+pub(super) fn gone(resource_type: &ResourceType, id: &ResourceId) -> ApiError {
     ApiError::Gone(format!("{resource_type}/{id} has been deleted"))
 }
 
@@ -118,7 +118,7 @@ pub fn instance(resource_type: &str, id: &str) -> ApiResult<(ResourceType, Resou
     Ok((ResourceType::parse(resource_type)?, ResourceId::parse(id)?))
 }
 
-fn live_content<'c>(
+pub(super) fn live_content<'c>(
     current: Option<&'c Current>,
     resource_type: &ResourceType,
     id: &ResourceId,
@@ -141,6 +141,83 @@ pub(super) async fn read_live(
 ) -> ApiResult<Value> {
     let current = resources::read_current(&state.pool, resource_type, id).await?;
     live_content(current.as_ref(), resource_type, id).cloned()
+}
+
+/// The body of an update must carry the id of its URL.
+pub(super) fn check_body_id(resource: &Value, id: &ResourceId) -> ApiResult<()> {
+    match id_of(resource) {
+        Some(body_id) if body_id == id.as_str() => Ok(()),
+        Some(body_id) => Err(ApiError::bad_parameter(
+            "id",
+            format!("The body's id '{body_id}' does not match the id '{id}' in the URL"),
+        )),
+        None => Err(ApiError::bad_parameter(
+            "id",
+            format!("The body needs an id, and it must be '{id}'"),
+        )),
+    }
+}
+
+/// An update's decision: the new content, if the caller may replace what is there.
+pub(super) fn replace_with<'a>(
+    access: &'a Access,
+    resource_type: &'a ResourceType,
+    resource: Value,
+) -> impl FnOnce(Option<&Current>) -> ApiResult<NextContent> + Send + 'a {
+    move |current| {
+        if let Some(content) = current.and_then(|c| c.content.as_ref()) {
+            ensure_in_compartment(access, resource_type, content)?;
+        }
+        Ok(NextContent::Write(resource))
+    }
+}
+
+/// A patch's decision: the current content with `operations` applied, validated again
+/// (its warnings land in `warnings`); neither resourceType nor id may change.
+pub(super) fn patched_with<'a>(
+    access: &'a Access,
+    resource_type: &'a ResourceType,
+    id: &'a ResourceId,
+    operations: &'a json_patch::Patch,
+    preferences: Preferences,
+    warnings: &'a mut Vec<Issue>,
+) -> impl FnOnce(Option<&Current>) -> ApiResult<NextContent> + Send + 'a {
+    move |current| {
+        let mut patched = live_content(current, resource_type, id)?.clone();
+        ensure_in_compartment(access, resource_type, &patched)?;
+        json_patch::patch(&mut patched, operations).map_err(|e| {
+            ApiError::Unprocessable(vec![Issue::error(
+                "processing",
+                format!("The patch could not be applied: {e}"),
+            )])
+        })?;
+        if resource_type_of(&patched) != Some(resource_type.as_str())
+            || id_of(&patched) != Some(id.as_str())
+        {
+            return Err(ApiError::Unprocessable(vec![Issue::error(
+                "processing",
+                "A patch may not change resourceType or id",
+            )]));
+        }
+        *warnings = checked(resource_type, &patched, preferences)?;
+        ensure_in_compartment(access, resource_type, &patched)?;
+        Ok(NextContent::Write(patched))
+    }
+}
+
+/// A delete's decision: a deletion marker for a live resource the caller may reach;
+/// nothing for one already deleted or never created.
+pub(super) fn deletion<'a>(
+    access: &'a Access,
+    resource_type: &'a ResourceType,
+) -> impl FnOnce(Option<&Current>) -> ApiResult<NextContent> + Send + 'a {
+    move |current| match current.and_then(|c| c.content.as_ref()) {
+        Some(content) => {
+            ensure_in_compartment(access, resource_type, content)?;
+            Ok(NextContent::Delete)
+        }
+        None => Ok(NextContent::Nothing),
+    }
 }
 
 #[utoipa::path(
@@ -295,21 +372,7 @@ pub async fn update(
     let expected_version = if_match(request.headers())?;
     let (resource, warnings) =
         resource_body(&request, payload, &state, &resource_type, preferences).await?;
-    match id_of(&resource) {
-        Some(body_id) if body_id == id.as_str() => {}
-        Some(body_id) => {
-            return Err(ApiError::bad_parameter(
-                "id",
-                format!("The body's id '{body_id}' does not match the id '{id}' in the URL"),
-            ));
-        }
-        None => {
-            return Err(ApiError::bad_parameter(
-                "id",
-                format!("The body needs an id, and it must be '{id}'"),
-            ));
-        }
-    }
+    check_body_id(&resource, &id)?;
     ensure_in_compartment(&access, &resource_type, &resource)?;
     let written = resources::write_version(
         &state.pool,
@@ -318,12 +381,7 @@ pub async fn update(
         WriteMethod::Update,
         expected_version,
         &state.writes,
-        |current| {
-            if let Some(content) = current.and_then(|c| c.content.as_ref()) {
-                ensure_in_compartment(&access, &resource_type, content)?;
-            }
-            Ok(NextContent::Write(resource))
-        },
+        replace_with(&access, &resource_type, resource),
     )
     .await?
     .ok_or_else(|| ApiError::internal("update wrote nothing"))?;
@@ -371,27 +429,14 @@ pub async fn patch(
         WriteMethod::Patch,
         expected_version,
         &state.writes,
-        |current| {
-            let mut patched = live_content(current, &resource_type, &id)?.clone();
-            ensure_in_compartment(&access, &resource_type, &patched)?;
-            json_patch::patch(&mut patched, &operations).map_err(|e| {
-                ApiError::Unprocessable(vec![Issue::error(
-                    "processing",
-                    format!("The patch could not be applied: {e}"),
-                )])
-            })?;
-            if resource_type_of(&patched) != Some(resource_type.as_str())
-                || id_of(&patched) != Some(id.as_str())
-            {
-                return Err(ApiError::Unprocessable(vec![Issue::error(
-                    "processing",
-                    "A patch may not change resourceType or id",
-                )]));
-            }
-            warnings = checked(&resource_type, &patched, preferences)?;
-            ensure_in_compartment(&access, &resource_type, &patched)?;
-            Ok(NextContent::Write(patched))
-        },
+        patched_with(
+            &access,
+            &resource_type,
+            &id,
+            &operations,
+            preferences,
+            &mut warnings,
+        ),
     )
     .await?
     .ok_or_else(|| ApiError::internal("patch wrote nothing"))?;
@@ -429,13 +474,7 @@ pub async fn delete(
         WriteMethod::Delete,
         expected_version,
         &state.writes,
-        |current| match current.and_then(|c| c.content.as_ref()) {
-            Some(content) => {
-                ensure_in_compartment(&access, &resource_type, content)?;
-                Ok(NextContent::Delete)
-            }
-            None => Ok(NextContent::Nothing),
-        },
+        deletion(&access, &resource_type),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -1,5 +1,6 @@
 //! The single route table, and the shared state handlers receive.
 
+pub mod bundle;
 pub mod conditional;
 pub mod crud;
 pub mod history;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub base_url: String,
     pub page_limits: PageLimits,
     pub max_body_bytes: usize,
+    pub max_bundle_bytes: usize,
+    pub max_bundle_entries: usize,
     /// What every write needs: index extraction rules and the clinic's write rules.
     pub writes: WriteContext,
     pub max_includes: usize,
@@ -50,6 +53,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/reports/patients/{id}").route(web::get().to(report::patient_report)))
         .service(
             web::scope("/fhir")
+                .service(resource("").route(web::post().to(bundle::process)))
+                .service(resource("/").route(web::post().to(bundle::process)))
                 .service(resource("/metadata").route(web::get().to(system::metadata)))
                 .service(resource("/_history").route(web::get().to(history::system_history)))
                 .service(resource("/$outcomes").route(web::get().to(outcomes::clinic_outcomes)))

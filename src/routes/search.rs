@@ -122,14 +122,22 @@ async fn run(
     state: &AppState,
     principal: &Principal,
 ) -> ApiResult<HttpResponse> {
+    let strict = preferences(request.headers()).strict;
+    let bundle = search_bundle(resource_type, parameters, state, principal, strict).await?;
+    Ok(HttpResponse::Ok().content_type(FHIR_JSON).json(bundle))
+}
+
+/// One page of a search as a searchset Bundle, with its includes and paging links.
+pub(super) async fn search_bundle(
+    resource_type: &str,
+    parameters: Vec<(String, String)>,
+    state: &AppState,
+    principal: &Principal,
+    strict: bool,
+) -> ApiResult<Value> {
     let resource_type = ResourceType::parse(resource_type)?;
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Search)?;
-    let parsed = parse_search(
-        &resource_type,
-        &parameters,
-        state,
-        preferences(request.headers()).strict,
-    )?;
+    let parsed = parse_search(&resource_type, &parameters, state, strict)?;
     let mut filters = parsed.filters.clone();
     if let Access::Patient(patient) = &access {
         filters.push(compartment_filter(&resource_type, patient.clone()));
@@ -232,7 +240,7 @@ async fn run(
         entries
             .push(json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}));
     }
-    Ok(HttpResponse::Ok().content_type(FHIR_JSON).json(bundle))
+    Ok(bundle)
 }
 
 /// Resources `_include` and `_revinclude` add to a page (`:iterate` follows them on from

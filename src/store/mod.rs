@@ -12,6 +12,7 @@ pub mod schema;
 pub mod search;
 pub mod statement;
 pub mod subscriptions;
+pub mod transaction;
 
 use std::time::Duration;
 

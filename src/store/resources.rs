@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 use super::clinic::{self, OverrideRecord};
 use super::schema::{resource_versions, resources};
 use super::search::{self, SearchQuery, Total};
 use super::statement::{Bound, Statement};
+use super::transaction::Tx;
 use super::{Pool, connection};
 use super::{facts, index, subscriptions};
 use crate::clinic::config::ClinicConfig;
@@ -95,11 +96,18 @@ pub async fn read_current(
     resource_type: &ResourceType,
     id: &ResourceId,
 ) -> ApiResult<Option<Current>> {
-    let mut conn = connection(pool).await?;
+    current_on(&mut *connection(pool).await?, resource_type, id).await
+}
+
+pub(super) async fn current_on(
+    conn: &mut AsyncPgConnection,
+    resource_type: &ResourceType,
+    id: &ResourceId,
+) -> ApiResult<Option<Current>> {
     Ok(resources::table
         .find((resource_type.as_str(), id.as_str()))
         .select(Current::as_select())
-        .first(&mut conn)
+        .first(conn)
         .await
         .optional()?)
 }
@@ -140,13 +148,21 @@ pub async fn read_version(
     id: &ResourceId,
     version_id: i32,
 ) -> ApiResult<Option<Version>> {
-    let mut conn = connection(pool).await?;
+    version_on(&mut *connection(pool).await?, resource_type, id, version_id).await
+}
+
+pub(super) async fn version_on(
+    conn: &mut AsyncPgConnection,
+    resource_type: &ResourceType,
+    id: &ResourceId,
+    version_id: i32,
+) -> ApiResult<Option<Version>> {
     Ok(resource_versions::table
         .filter(resource_versions::resource_type.eq(resource_type.as_str()))
         .filter(resource_versions::id.eq(id.as_str()))
         .filter(resource_versions::version_id.eq(version_id))
         .select(Version::as_select())
-        .first(&mut conn)
+        .first(conn)
         .await
         .optional()?)
 }
@@ -178,23 +194,13 @@ pub async fn write_version<F>(
 where
     F: FnOnce(Option<&Current>) -> ApiResult<NextContent> + Send,
 {
-    let mut pooled = connection(pool).await?;
-    let conn: &mut AsyncPgConnection = &mut pooled;
-    let written = conn
-        .transaction(
-            async move |conn: &mut AsyncPgConnection| -> ApiResult<Option<Written>> {
-                write_in(conn, resource_type, id, method, if_match, context, decide).await
-            },
-        )
-        .await?;
-    if written.as_ref().is_some_and(|w| w.events > 0) {
-        context.webhooks.wake_workers();
-    }
-    Ok(written)
+    let mut tx = Tx::begin(pool, context).await?;
+    let written = tx.write(resource_type, id, method, if_match, decide).await;
+    tx.finish(written).await
 }
 
 /// `write_version`'s steps on a connection whose transaction the caller holds.
-async fn write_in<F>(
+pub(super) async fn write_in<F>(
     conn: &mut AsyncPgConnection,
     resource_type: &ResourceType,
     id: &ResourceId,
@@ -207,12 +213,7 @@ where
     F: FnOnce(Option<&Current>) -> ApiResult<NextContent> + Send,
 {
     lock(conn, &format!("{resource_type}/{id}")).await?;
-    let current: Option<Current> = resources::table
-        .find((resource_type.as_str(), id.as_str()))
-        .select(Current::as_select())
-        .first(conn)
-        .await
-        .optional()?;
+    let current = current_on(conn, resource_type, id).await?;
     check_if_match(if_match, current.as_ref())?;
     let next_version = current.as_ref().map_or(1, |c| c.version_id + 1);
     let created = current.as_ref().is_none_or(|c| c.deleted);
@@ -352,31 +353,46 @@ where
     C: FnOnce(&Matched) -> ApiResult<ConditionalStep> + Send,
     F: FnOnce(&Matched, Option<&Current>) -> ApiResult<NextContent> + Send,
 {
-    let mut pooled = connection(pool).await?;
-    let conn: &mut AsyncPgConnection = &mut pooled;
-    conn.transaction(
-        async move |conn: &mut AsyncPgConnection| -> ApiResult<ConditionalOutcome> {
-            lock(conn, &format!("conditional {lock_key}")).await?;
-            let matched = matching(conn, resource_type, criteria).await?;
-            let written = match choose(&matched)? {
-                ConditionalStep::Stop => None,
-                ConditionalStep::Write(id, method) => {
-                    let decide = |current: Option<&Current>| decide(&matched, current);
-                    write_in(conn, resource_type, &id, method, if_match, context, decide).await?
-                }
-            };
-            Ok(ConditionalOutcome { matched, written })
-        },
+    let mut tx = Tx::begin(pool, context).await?;
+    let outcome = conditionally_in(
+        &mut tx,
+        resource_type,
+        criteria,
+        lock_key,
+        if_match,
+        choose,
+        decide,
     )
-    .await
-    .inspect(|outcome| {
-        if outcome.written.as_ref().is_some_and(|w| w.events > 0) {
-            context.webhooks.wake_workers();
-        }
-    })
+    .await;
+    tx.finish(outcome).await
 }
 
-async fn matching(
+async fn conditionally_in<C, F>(
+    tx: &mut Tx<'_>,
+    resource_type: &ResourceType,
+    criteria: &SearchQuery,
+    lock_key: &str,
+    if_match: Option<i32>,
+    choose: C,
+    decide: F,
+) -> ApiResult<ConditionalOutcome>
+where
+    C: FnOnce(&Matched) -> ApiResult<ConditionalStep> + Send,
+    F: FnOnce(&Matched, Option<&Current>) -> ApiResult<NextContent> + Send,
+{
+    let matched = tx.match_criteria(resource_type, criteria, lock_key).await?;
+    let written = match choose(&matched)? {
+        ConditionalStep::Stop => None,
+        ConditionalStep::Write(id, method) => {
+            let decide = |current: Option<&Current>| decide(&matched, current);
+            tx.write(resource_type, &id, method, if_match, decide)
+                .await?
+        }
+    };
+    Ok(ConditionalOutcome { matched, written })
+}
+
+pub(super) async fn matching(
     conn: &mut AsyncPgConnection,
     resource_type: &ResourceType,
     criteria: &SearchQuery,
@@ -393,14 +409,13 @@ async fn matching(
         [] => Matched::Nothing,
         [(_, content)] => {
             let id = id_of(content).unwrap_or_default().to_string();
-            let current: Current = resources::table
-                .find((resource_type.as_str(), id.as_str()))
-                .select(Current::as_select())
-                .first(conn)
-                .await?;
+            let id = ResourceId::parse(&id)?;
+            let current = current_on(conn, resource_type, &id)
+                .await?
+                .ok_or_else(|| ApiError::internal("a matched resource has no current row"))?;
             Matched::One(Version {
                 resource_type: resource_type.to_string(),
-                id,
+                id: id.to_string(),
                 version_id: current.version_id,
                 last_updated: current.last_updated,
                 deleted: current.deleted,
@@ -420,7 +435,7 @@ pub(super) fn now() -> DateTime<Utc> {
 }
 
 /// A transaction-scoped advisory lock on `key` (a resource, or conditional criteria).
-async fn lock(conn: &mut AsyncPgConnection, key: &str) -> ApiResult<()> {
+pub(super) async fn lock(conn: &mut AsyncPgConnection, key: &str) -> ApiResult<()> {
     Statement::new(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         vec![Bound::Text(key.to_string())],

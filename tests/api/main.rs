@@ -18,5 +18,6 @@ mod search_params;
 mod subscriptions;
 mod supporting_types;
 mod system;
+mod transactions;
 mod treatment;
 mod validation;

@@ -1,0 +1,122 @@
+//! A database transaction that spans several interactions: the single write path,
+//! conditional matches, reads and searches on one connection, committed or rolled back
+//! together. Every write of the service runs in one (a transaction Bundle runs all its
+//! entries in one).
+
+use diesel_async::{AnsiTransactionManager, TransactionManager};
+
+use super::resources::{
+    self, Current, Matched, NextContent, Version, WriteContext, WriteMethod, Written,
+};
+use super::search::{self, SearchPage, SearchQuery};
+use super::{Connection, Pool, connection};
+use crate::error::ApiResult;
+use crate::fhir::{ResourceId, ResourceType};
+
+/// An open transaction. End it with `finish` (commit on `Ok`, roll back on `Err`); one
+/// dropped unfinished is rolled back by PostgreSQL, as the pool discards connections
+/// left inside a transaction.
+pub struct Tx<'a> {
+    conn: Connection,
+    context: &'a WriteContext,
+    /// Subscription events recorded so far: the delivery workers are woken after commit.
+    events: usize,
+}
+
+impl<'a> Tx<'a> {
+    pub async fn begin(pool: &Pool, context: &'a WriteContext) -> ApiResult<Tx<'a>> {
+        let mut conn = connection(pool).await?;
+        AnsiTransactionManager::begin_transaction(&mut *conn).await?;
+        Ok(Tx {
+            conn,
+            context,
+            events: 0,
+        })
+    }
+
+    /// Commits if `result` is `Ok` (a failed commit becomes the error), else rolls back.
+    pub async fn finish<R>(mut self, result: ApiResult<R>) -> ApiResult<R> {
+        match result {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(&mut *self.conn).await?;
+                if self.events > 0 {
+                    self.context.webhooks.wake_workers();
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                // The rollback's own failure is not the client's news: the error is.
+                if let Err(rollback) =
+                    AnsiTransactionManager::rollback_transaction(&mut *self.conn).await
+                {
+                    tracing::warn!(error = %rollback, "rollback failed; the connection is discarded");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    pub fn context(&self) -> &WriteContext {
+        self.context
+    }
+
+    /// The single write path (see `resources::write_version`) inside this transaction.
+    pub async fn write<F>(
+        &mut self,
+        resource_type: &ResourceType,
+        id: &ResourceId,
+        method: WriteMethod,
+        if_match: Option<i32>,
+        decide: F,
+    ) -> ApiResult<Option<Written>>
+    where
+        F: FnOnce(Option<&Current>) -> ApiResult<NextContent> + Send,
+    {
+        let written = resources::write_in(
+            &mut self.conn,
+            resource_type,
+            id,
+            method,
+            if_match,
+            self.context,
+            decide,
+        )
+        .await?;
+        self.events += written.as_ref().map_or(0, |w| w.events);
+        Ok(written)
+    }
+
+    /// What conditional criteria match, under a lock on `lock_key` held to the end of the
+    /// transaction, so two requests with the same criteria cannot both act on "nothing".
+    pub async fn match_criteria(
+        &mut self,
+        resource_type: &ResourceType,
+        criteria: &SearchQuery,
+        lock_key: &str,
+    ) -> ApiResult<Matched> {
+        resources::lock(&mut self.conn, &format!("conditional {lock_key}")).await?;
+        resources::matching(&mut self.conn, resource_type, criteria).await
+    }
+
+    pub async fn read_current(
+        &mut self,
+        resource_type: &ResourceType,
+        id: &ResourceId,
+    ) -> ApiResult<Option<Current>> {
+        resources::current_on(&mut self.conn, resource_type, id).await
+    }
+
+    pub async fn read_version(
+        &mut self,
+        resource_type: &ResourceType,
+        id: &ResourceId,
+        version_id: i32,
+    ) -> ApiResult<Option<Version>> {
+        resources::version_on(&mut self.conn, resource_type, id, version_id).await
+    }
+
+    /// One page of a search, seeing this transaction's writes.
+    pub async fn search(&mut self, query: &SearchQuery) -> ApiResult<SearchPage> {
+        search::search_on(&mut self.conn, query).await
+    }
+}
