@@ -75,6 +75,11 @@ pub struct Config {
     )]
     pub max_bundle_bytes: usize,
 
+    /// Most JSON values (of any kind) a resource body may hold; a Bundle body may hold
+    /// 40 times as many. Larger bodies are refused with 400 before they are parsed.
+    #[arg(long, global = true, env = "MAX_JSON_VALUES", default_value_t = 50_000)]
+    pub max_json_values: usize,
+
     /// Most entries a batch or transaction Bundle may hold.
     #[arg(
         long,

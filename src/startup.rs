@@ -20,6 +20,10 @@ use crate::subscriptions::egress;
 use crate::telemetry;
 use tokio::sync::watch;
 
+/// Nesting depth of a request body: FHIR resources stay well under 30 levels, and a
+/// deeper document is refused before it is built.
+const MAX_JSON_DEPTH: usize = 64;
+
 /// A bound, not yet running server.
 pub struct Application {
     port: u16,
@@ -49,6 +53,10 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             max_bundle_bytes: config.max_bundle_bytes,
             max_bundle_entries: config.max_bundle_entries,
+            json_limits: crate::fhir::strict_json::Limits {
+                max_depth: MAX_JSON_DEPTH,
+                max_values: config.max_json_values,
+            },
             writes: config.write_context(address)?,
             max_includes: config.max_includes,
             default_total: match config.search_default_total {

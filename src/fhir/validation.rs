@@ -484,6 +484,22 @@ impl Walker<'_> {
             );
             return;
         }
+        if value.is_string() && text.chars().any(is_forbidden_control) {
+            self.push(
+                Issue::error(
+                    "value",
+                    format!("A {code} must not contain control characters other than tab, carriage return and line feed"),
+                )
+                .at(location),
+            );
+            return;
+        }
+        if code == "xhtml"
+            && let Err(reason) = super::narrative::check(&text)
+        {
+            self.push(Issue::error("value", reason).at(location));
+            return;
+        }
         let pattern_ok = self
             .registry
             .primitive_pattern(code)
@@ -497,6 +513,7 @@ impl Walker<'_> {
                 .as_i64()
                 .is_some_and(|n| (1..=i32::MAX as i64).contains(&n)),
             "date" | "dateTime" | "instant" => calendar_date_ok(&text),
+            "decimal" => decimal_in_range(&text),
             _ => true,
         };
         if !pattern_ok || !range_ok {
@@ -590,6 +607,18 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// FHIR strings hold no character below U+0020 but tab, CR and LF (PostgreSQL's jsonb
+/// could not store U+0000 either).
+fn is_forbidden_control(c: char) -> bool {
+    c < ' ' && !matches!(c, '\t' | '\r' | '\n')
+}
+
+/// A decimal must be finite as a 64-bit float: every JSON consumer the data reaches
+/// (browsers, payers' systems) reads numbers that way, and 1e400 would become infinity.
+fn decimal_in_range(text: &str) -> bool {
+    text.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 /// The regexes accept 2026-02-31; the calendar does not.

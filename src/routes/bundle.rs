@@ -58,7 +58,7 @@ pub async fn process(
 ) -> ApiResult<HttpResponse> {
     require_content_type(&request, RESOURCE_CONTENT_TYPES)?;
     let body = read_body(&request, payload, state.max_bundle_bytes).await?;
-    let bundle = parse_json(&body)?;
+    let bundle = parse_json(&body, state.bundle_json_limits())?;
     let parsed = bundle_request::parse(&bundle, &state.base_url, state.max_bundle_entries)?;
     let preferences = preferences(request.headers());
     let results = match parsed.kind {

@@ -30,7 +30,7 @@ pub(super) async fn resource_body(
 ) -> ApiResult<(Value, Vec<Issue>)> {
     require_content_type(request, RESOURCE_CONTENT_TYPES)?;
     let body = read_body(request, payload, state.max_body_bytes).await?;
-    let resource = parse_json(&body)?;
+    let resource = parse_json(&body, state.json_limits)?;
     if !resource.is_object() {
         return Err(ApiError::bad_request(
             "The body must be a JSON object holding one FHIR resource",
@@ -418,7 +418,7 @@ pub async fn patch(
     require_content_type(&request, &["application/json-patch+json"])?;
     let body = read_body(&request, payload, state.max_body_bytes).await?;
     let operations: json_patch::Patch =
-        serde_json::from_value(parse_json(&body)?).map_err(|e| {
+        serde_json::from_value(parse_json(&body, state.json_limits)?).map_err(|e| {
             ApiError::bad_request(format!("The body is not a JSON Patch document: {e}"))
         })?;
     let mut warnings = Vec::new();

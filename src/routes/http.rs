@@ -12,6 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fhir::FHIR_JSON;
 use crate::fhir::outcome::{Issue, operation_outcome};
 use crate::fhir::resource::{etag, instant};
+use crate::fhir::strict_json::Limits;
 use crate::store::resources::{Version, Written};
 
 /// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes.
@@ -71,19 +72,19 @@ pub fn require_content_type(request: &HttpRequest, accepted: &[&str]) -> ApiResu
 
 pub const RESOURCE_CONTENT_TYPES: &[&str] = &["application/fhir+json", "application/json"];
 
-/// Parses a JSON body; a syntax error names its line and column.
-pub fn parse_json(body: &[u8]) -> ApiResult<Value> {
+/// Parses a JSON body (duplicate keys refused, `limits` applied); a syntax error names its
+/// line and column.
+pub fn parse_json(body: &[u8], limits: Limits) -> ApiResult<Value> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "The request body is empty; a FHIR JSON resource is required",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "Malformed JSON at line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
+    crate::fhir::strict_json::from_slice(body, limits).map_err(|e| {
+        let position = format!(" at line {} column {}", e.line(), e.column());
+        let message = e.to_string();
+        let reason = message.strip_suffix(&position).unwrap_or(&message);
+        ApiError::bad_request(format!("Malformed JSON{position}: {reason}"))
     })
 }
 

@@ -17,9 +17,13 @@ use actix_web::web;
 use crate::clinic::config::ClinicConfig;
 use crate::error::ApiError;
 use crate::fhir::search::PageLimits;
+use crate::fhir::strict_json::Limits;
 use crate::store::Pool;
 use crate::store::resources::WriteContext;
 use crate::store::search::Total;
+
+/// How many resources' worth of JSON values a batch or transaction body may carry.
+const BUNDLE_VALUES_FACTOR: usize = 40;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -30,6 +34,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub max_bundle_bytes: usize,
     pub max_bundle_entries: usize,
+    /// Depth and size limits of a resource body.
+    pub json_limits: Limits,
     /// What every write needs: index extraction rules and the clinic's write rules.
     pub writes: WriteContext,
     pub max_includes: usize,
@@ -38,6 +44,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A Bundle may hold as many values as `BUNDLE_VALUES_FACTOR` resources.
+    pub fn bundle_json_limits(&self) -> Limits {
+        Limits {
+            max_values: self
+                .json_limits
+                .max_values
+                .saturating_mul(BUNDLE_VALUES_FACTOR),
+            ..self.json_limits
+        }
+    }
+
     /// The clinic's safety thresholds and treatment rules.
     pub fn clinic(&self) -> &ClinicConfig {
         &self.writes.clinic

@@ -84,7 +84,7 @@ pub async fn validate(
     let access = principal.authorize(Some(resource_type.as_str()), Interaction::Create)?;
     require_content_type(&request, RESOURCE_CONTENT_TYPES)?;
     let body = read_body(&request, payload, state.max_body_bytes).await?;
-    let resource = resource_to_validate(parse_json(&body)?, &resource_type)?;
+    let resource = resource_to_validate(parse_json(&body, state.json_limits)?, &resource_type)?;
     let report = validate_resource(
         resource_type.as_str(),
         &resource,

@@ -165,3 +165,89 @@ async fn database_outage_gives_fast_503_and_recovery_needs_no_restart() {
         "the server did not recover after the database came back"
     );
 }
+
+/// A corpus of malformed and hostile bodies: each is refused with a 4xx OperationOutcome
+/// (exact status, and the reason in its first diagnostic), and nothing is stored.
+#[tokio::test]
+async fn hostile_bodies_get_a_4xx_outcome_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let patient_text = |inner: &str| format!(r#"{{"resourceType": "Patient", {inner}}}"#);
+    let deep = format!(
+        r#"{{"resourceType": "Patient", "extension": {}{}}}"#,
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    let many_names = format!(
+        r#"{{"resourceType": "Patient", "name": [{}]}}"#,
+        vec![r#"{"family": "x"}"#; 30_000].join(",")
+    );
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (
+            deep.into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "Malformed JSON at line 1 column 105: the document nests deeper than 64 levels",
+        ),
+        (
+            b"{\"resourceType\": \"Patient\", \"gender\": \"fe\xffmale\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "Malformed JSON at line 1",
+        ),
+        (
+            patient_text(r#""gender": "male", "gender": "female""#).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            ": duplicate key \"gender\"",
+        ),
+        (
+            patient_text(r#""name": [{"family": "\ud800"}]"#).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "Malformed JSON at line 1",
+        ),
+        (
+            patient_text(r#""multipleBirthInteger": 99999999999999999999999"#).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "Expected a value of type integer",
+        ),
+        (
+            patient_text(r#""birthDate": "1975-04-12", "extension": [{"url": "http://example.org/x", "valueDecimal": 1e400}]"#)
+                .into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "'1e+400' is not a valid decimal",
+        ),
+        (
+            patient_text(r#""text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><script>alert(1)</script></div>"}"#)
+                .into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "Narrative.div may not contain <script> elements (txt-1)",
+        ),
+        (
+            patient_text(r#""name": [{"family": "Ok\u0000afor"}]"#).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "A string must not contain control characters",
+        ),
+        (
+            many_names.into_bytes(),
+            StatusCode::BAD_REQUEST,
+            ": the document has more than 50000 values",
+        ),
+    ];
+    for (body, status, diagnostic) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(160)]).to_string();
+        let response = app
+            .request(Method::POST, "Patient")
+            .header("Content-Type", "application/fhir+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let actual = response.status();
+        let outcome = json(response).await;
+        assert_eq!(actual, status, "{shown}: {outcome}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{shown}");
+        let diagnostics = outcome_diagnostics(&outcome);
+        assert!(
+            diagnostics[0].contains(diagnostic),
+            "{shown}: {diagnostics:?}"
+        );
+    }
+    assert_eq!(app.count_rows("resource_versions").await, 0);
+}
