@@ -2,11 +2,13 @@
 //! series, outcome measures and the patient report. Everything here is computed from typed
 //! views of the stored JSON (`record`); the SQL that fetches it lives in `store::clinic`.
 
+pub mod billing;
 pub mod chart;
 pub mod codes;
 pub mod config;
 pub mod facts;
 pub mod outcomes;
+pub mod prior_auth;
 pub mod record;
 pub mod report;
 pub mod safety;
