@@ -16,9 +16,7 @@ use crate::clinic::safety::{self, Assessment, Decision};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::fhirpath::reference_target;
 
-/// Live resources of `types` in the patient's compartment (by the `patient` search
-/// parameter), Observations only with one of the clinic's LOINC codes, in creation order.
-/// One round trip.
+/// See `compartment_resources_on`.
 const COMPARTMENT_RESOURCES: &str = "\
 SELECT r.resource_type, r.content FROM resources r \
 WHERE r.resource_type = ANY($1) AND NOT r.deleted AND r.created_seq IN ( \
@@ -42,8 +40,9 @@ pub(super) struct TypedContent {
 /// patient, and the Observations with the clinic's LOINC codes.
 const RECORD_TYPES: &[&str] = &["MedicationAdministration", "Observation", "Condition"];
 
-/// The live resources of `types` in the patient's compartment, as `(type, content)` in
-/// creation order; Observations only those with one of the clinic's LOINC codes.
+/// The live resources of `types` in the patient's compartment (by the `patient` search
+/// parameter), as `(type, content)` in creation order; Observations only those with one of
+/// the clinic's LOINC codes. One round trip.
 pub async fn compartment_resources_on(
     conn: &mut AsyncPgConnection,
     patient_id: &str,
