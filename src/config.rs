@@ -173,6 +173,11 @@ pub struct Config {
     #[arg(long, global = true, env = "CLINIC_CONFIG_FILE")]
     pub clinic_config_file: Option<PathBuf>,
 
+    /// Id of the clinic's Organization on this server: the provider of the prior-authorization
+    /// Claims `Patient/{id}/$medical-necessity` builds. Unset: that operation answers 422.
+    #[arg(long, global = true, env = "CLINIC_ORGANIZATION_ID", value_parser = parse_resource_id)]
+    pub clinic_organization_id: Option<String>,
+
     /// Number of HTTP worker threads (0 = one per CPU core).
     #[arg(long, global = true, env = "HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
@@ -230,6 +235,12 @@ pub struct WebhookConfig {
     /// (events recorded by this instance wake them at once).
     #[arg(long, global = true, env = "WEBHOOK_POLL_MS", default_value_t = 250)]
     pub webhook_poll_ms: u64,
+}
+
+fn parse_resource_id(text: &str) -> Result<String, String> {
+    crate::fhir::ResourceId::parse(text)
+        .map(|id| id.as_str().to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// A list of networks.

@@ -48,6 +48,8 @@ pub const BEARER: &str = "bearer_jwt";
         routes::report::patient_report,
         routes::operations::validate,
         routes::operations::treatment_status,
+        routes::prior_auth::medical_necessity,
+        routes::prior_auth::medical_necessity_post,
         routes::subscriptions::status,
         routes::subscriptions::events,
         routes::system::healthz,
@@ -522,6 +524,11 @@ const ERROR_RESPONSES: &[(&str, &[u16])] = &[
     ("search_post", &[400, 401, 403, 404, 415, 503]),
     ("status", &[401, 403, 404, 410, 503]),
     ("events", &[400, 401, 403, 404, 410, 503]),
+    ("medical_necessity", &[400, 401, 403, 404, 410, 422, 503]),
+    (
+        "medical_necessity_post",
+        &[400, 401, 403, 404, 410, 413, 415, 422, 503],
+    ),
 ];
 
 fn error_meaning(status: u16) -> &'static str {
@@ -539,7 +546,9 @@ fn error_meaning(status: u16) -> &'static str {
         }
         413 => "Body larger than MAX_BODY_BYTES",
         415 => "Content-Type not accepted",
-        422 => "Violates a profile rule (e.g. vital signs) or the patch cannot be applied",
+        422 => {
+            "Violates a profile rule (e.g. vital signs), the patch cannot be applied, or an operation lacks data it needs (e.g. a Coverage)"
+        }
         503 => "Database unavailable; retry (Retry-After)",
         _ => "Error",
     }

@@ -64,6 +64,7 @@ impl Application {
                 DefaultTotal::Estimate => Total::Estimate,
                 DefaultTotal::Accurate => Total::Accurate,
             },
+            clinic_organization: config.clinic_organization_id.clone(),
         });
         let metrics = Arc::new(Metrics::new());
         let mut delivery_config = config.clone();

@@ -250,17 +250,21 @@ pub fn issue_token(
     Ok(encode(&Header::new(Algorithm::ES256), &claims, &key)?)
 }
 
-/// Is `resource` in the compartment of `patient` (the Patient itself, or about it)?
+/// Is `resource` in the compartment of `patient` (the Patient itself, or about it)? A
+/// Coverage is about its beneficiary (what its `patient` search parameter indexes), the
+/// other types about their `subject` or `patient`.
 pub fn in_patient_compartment(resource_type: &str, resource: &Value, patient: &str) -> bool {
     let target = format!("Patient/{patient}");
-    match resource_type {
-        "Patient" => resource["id"].as_str() == Some(patient),
-        _ => ["subject", "patient"].iter().any(|field| {
-            resource[*field]["reference"]
-                .as_str()
-                .is_some_and(|reference| {
-                    reference == target || reference.ends_with(&format!("/{target}"))
-                })
-        }),
-    }
+    let fields: &[&str] = match resource_type {
+        "Patient" => return resource["id"].as_str() == Some(patient),
+        "Coverage" => &["beneficiary"],
+        _ => &["subject", "patient"],
+    };
+    fields.iter().any(|field| {
+        resource[*field]["reference"]
+            .as_str()
+            .is_some_and(|reference| {
+                reference == target || reference.ends_with(&format!("/{target}"))
+            })
+    })
 }

@@ -3,6 +3,22 @@
 pub const LOINC: &str = "http://loinc.org";
 pub const ICD10_CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 pub const UCUM: &str = "http://unitsofmeasure.org";
+pub const CPT: &str = "http://www.ama-assn.org/go/cpt";
+pub const HCPCS: &str = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets";
+pub const NDC: &str = "http://hl7.org/fhir/sid/ndc";
+
+/// IV infusion for therapy, initial, up to 1 hour.
+pub const CPT_INFUSION_FIRST_HOUR: &str = "96365";
+/// IV infusion for therapy, each additional hour (add-on to 96365).
+pub const CPT_INFUSION_ADDITIONAL_HOUR: &str = "96366";
+/// IV push, single or initial substance: what an infusion of 15 minutes or less is.
+pub const CPT_IV_PUSH: &str = "96374";
+/// Unclassified drugs: ketamine has no J-code of its own, so its line names the NDC.
+pub const HCPCS_UNCLASSIFIED_DRUG: &str = "J3490";
+
+/// Da Vinci PAS code system of `Claim.supportingInfo.category` (`additionalInformation`,
+/// `freeFormMessage`).
+pub const PAS_TEMP_CODES: &str = "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes";
 
 pub const BODY_WEIGHT: &str = "29463-7";
 pub const BLOOD_PRESSURE_PANEL: &str = "85354-9";
@@ -37,6 +53,12 @@ pub const CLINIC_BASE: &str = "https://ketamine-fhir.example.org/fhir";
 pub const CLINIC_CONDITION_FLAGS: &str =
     "https://ketamine-fhir.example.org/fhir/CodeSystem/condition-flag";
 pub const CONTRAINDICATION: &str = "ketamine-contraindication";
+
+/// `Claim.supportingInfo.code` of a prior-authorization package: what a piece of evidence is
+/// (`diagnosis`, `prior-treatment`, `opioid-use`, `baseline-measure`, `follow-up-measure`,
+/// `infusion`, `outcome-summary`).
+pub const EVIDENCE_KINDS: &str =
+    "https://ketamine-fhir.example.org/fhir/CodeSystem/medical-necessity-evidence";
 
 /// Extension on MedicationAdministration.dosage: the dose per kg the server computed.
 pub const DOSE_PER_KG_EXTENSION: &str =

@@ -19,6 +19,7 @@ pub struct ClinicConfig {
     pub cumulative: CumulativeRule,
     pub discharge: DischargeRule,
     pub contraindications: ContraindicationRule,
+    pub opioids: OpioidCodes,
 }
 
 impl ClinicConfig {
@@ -84,6 +85,10 @@ pub struct KetamineProduct {
     pub code: String,
     /// mg of ketamine per mL, when the product is a solution.
     pub mg_per_ml: Option<f64>,
+    /// The National Drug Code of the package the clinic stocks, for the drug line of a
+    /// prior-authorization Claim when the administration's medication names no NDC itself.
+    #[serde(default)]
+    pub ndc: Option<String>,
 }
 
 impl Default for KetamineCodes {
@@ -95,14 +100,17 @@ impl Default for KetamineCodes {
                 KetamineProduct {
                     code: "238083".into(),
                     mg_per_ml: Some(100.0),
+                    ndc: None,
                 },
                 KetamineProduct {
                     code: "238082".into(),
                     mg_per_ml: Some(50.0),
+                    ndc: None,
                 },
                 KetamineProduct {
                     code: "238084".into(),
                     mg_per_ml: Some(10.0),
+                    ndc: None,
                 },
             ],
         }
@@ -267,6 +275,38 @@ impl Default for ContraindicationRule {
         ];
         ContraindicationRule {
             icd10_codes: codes.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
+/// Which medications are opioids, for the opioid use a prior-authorization package reports:
+/// a MedicationRequest whose medication (or a referenced Medication's ingredient) has one of
+/// these codes. The defaults are the RxNorm ingredients of the CDC's morphine-equivalent
+/// table; a clinic that codes products adds their codes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpioidCodes {
+    pub system: String,
+    pub codes: Vec<String>,
+}
+
+impl Default for OpioidCodes {
+    fn default() -> Self {
+        let codes = [
+            "2670",   // codeine
+            "4337",   // fentanyl
+            "5489",   // hydrocodone
+            "3423",   // hydromorphone
+            "6813",   // methadone
+            "7052",   // morphine
+            "7804",   // oxycodone
+            "7814",   // oxymorphone
+            "787390", // tapentadol
+            "10689",  // tramadol
+        ];
+        OpioidCodes {
+            system: "http://www.nlm.nih.gov/research/umls/rxnorm".into(),
+            codes: codes.iter().map(|c| c.to_string()).collect(),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! Outcome measures of one patient (pain change from baseline and the IMMPACT category, PEG
-//! and PHQ-9 change with response and remission, infusions and dose), as figures and as the
-//! FHIR Parameters `Patient/{id}/$outcomes` returns.
+//! and PHQ-9 change with response and remission, infusions and dose), as figures, as the
+//! FHIR Parameters `Patient/{id}/$outcomes` returns, and as the sentences of a summary.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 use super::codes;
 use super::config::ClinicConfig;
 use super::record::{PatientRecord, Reading, ReadingKind};
 use super::series::group;
+use crate::fhir::dates::local_date;
 use crate::fhir::resource::instant;
 
 /// IMMPACT categories of pain reduction from baseline.
@@ -33,6 +35,9 @@ pub struct ScoreChange {
     pub absolute_change: f64,
     /// (baseline - latest) / baseline x 100; `None` when the baseline is 0.
     pub percent_change: Option<f64>,
+    /// The Observations the two scores come from.
+    pub baseline_observation: Option<String>,
+    pub latest_observation: Option<String>,
 }
 
 /// Everything `$outcomes` reports for one patient.
@@ -150,13 +155,113 @@ fn score_change(baseline: &Reading, latest: &Reading) -> Option<ScoreChange> {
         latest_at: latest.at,
         absolute_change,
         percent_change: (baseline.value != 0.0).then(|| absolute_change / baseline.value * 100.0),
+        baseline_observation: baseline.observation_id.clone(),
+        latest_observation: latest.observation_id.clone(),
     })
 }
 
 /// Percentages and doses are reported to one decimal, scores as recorded.
-fn rounded(value: f64, decimals: i32) -> f64 {
+pub fn rounded(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (value * scale).round() / scale
+}
+
+/// The outcomes in sentences a reviewer reads (dates in `zone`): pain, PEG and PHQ-9 from
+/// baseline to latest with their response categories, and the infusions given, the latest
+/// at `last_infusion`.
+pub fn summary(
+    outcomes: &PatientOutcomes,
+    last_infusion: Option<DateTime<Utc>>,
+    zone: Tz,
+) -> Vec<String> {
+    let mut texts = Vec::new();
+    if let Some(pain) = &outcomes.pain {
+        let mut text = score_text("Pain severity (NRS 0-10, LOINC 72514-3)", pain, zone);
+        if let Some(response) = outcomes.pain_response {
+            text.push_str(&format!(
+                "; IMMPACT response: {} (moderate from 30%, substantial from 50% reduction)",
+                response.code()
+            ));
+        }
+        texts.push(text);
+    }
+    if let Some(peg) = &outcomes.peg {
+        texts.push(score_text(
+            "PEG pain interference (LOINC 91147-9)",
+            peg,
+            zone,
+        ));
+    }
+    if let Some(phq9) = &outcomes.phq9 {
+        let mut text = score_text("PHQ-9 depression (LOINC 44261-6)", phq9, zone);
+        let yes_no = |value: bool| if value { "yes" } else { "no" };
+        if let Some(response) = outcomes.phq9_response {
+            text.push_str(&format!(
+                "; response (50% reduction or more): {}",
+                yes_no(response)
+            ));
+        }
+        if let Some(remission) = outcomes.phq9_remission {
+            text.push_str(&format!("; remission (below 5): {}", yes_no(remission)));
+        }
+        texts.push(text);
+    }
+    texts.push(infusions_text(outcomes, last_infusion, zone));
+    texts
+}
+
+fn score_text(label: &str, change: &ScoreChange, zone: Tz) -> String {
+    let points = rounded(change.absolute_change.abs(), 2);
+    let direction = if change.absolute_change > 0.0 {
+        "lower"
+    } else {
+        "higher"
+    };
+    let change_text = match change.percent_change {
+        _ if change.absolute_change == 0.0 => "unchanged".to_string(),
+        Some(percent) if percent >= 0.0 => {
+            format!(
+                "{points} points {direction} ({}% reduction)",
+                rounded(percent, 1)
+            )
+        }
+        Some(percent) => format!(
+            "{points} points {direction} ({}% increase)",
+            rounded(-percent, 1)
+        ),
+        None => format!("{points} points {direction} (no percentage from a baseline of 0)"),
+    };
+    format!(
+        "{label}: {} at baseline on {}, {} latest on {}; {change_text}",
+        rounded(change.baseline, 2),
+        local_date(change.baseline_at, zone),
+        rounded(change.latest, 2),
+        local_date(change.latest_at, zone),
+    )
+}
+
+fn infusions_text(
+    outcomes: &PatientOutcomes,
+    last_infusion: Option<DateTime<Utc>>,
+    zone: Tz,
+) -> String {
+    let Some(latest) = last_infusion else {
+        return "Ketamine infusions: none given yet".into();
+    };
+    let mut text = format!(
+        "Ketamine infusions: {} given in {} series, {} mg in total; the latest on {}",
+        outcomes.infusions_given,
+        outcomes.series_count,
+        rounded(outcomes.cumulative_dose_mg, 1),
+        local_date(latest, zone),
+    );
+    if outcomes.infusions_without_dose > 0 {
+        text.push_str(&format!(
+            " ({} with a dose per kg and no weight on record, not summed)",
+            outcomes.infusions_without_dose
+        ));
+    }
+    text
 }
 
 /// The FHIR R4 Parameters resource `Patient/{id}/$outcomes` returns. Unknown values are
@@ -296,6 +401,8 @@ mod tests {
                 latest_at: day(50, 9, 0),
                 absolute_change: 3.0,
                 percent_change: Some(50.0),
+                baseline_observation: None,
+                latest_observation: None,
             })
         );
         assert_eq!(outcomes.pain_response, Some(PainResponse::Substantial));

@@ -193,20 +193,23 @@ impl Infusion {
     }
 }
 
-/// The CodeableConcept naming the medication: inline, or from the referenced Medication.
-fn medication_concept<'a>(
-    administration: &'a Value,
-    medications: &'a [Value],
-) -> Option<&'a Value> {
-    if administration.get("medicationCodeableConcept").is_some() {
-        return Some(&administration["medicationCodeableConcept"]);
+/// The CodeableConcept naming the medication of an administration or request: inline, or
+/// from the referenced Medication.
+pub fn medication_concept<'a>(resource: &'a Value, medications: &'a [Value]) -> Option<&'a Value> {
+    if resource.get("medicationCodeableConcept").is_some() {
+        return Some(&resource["medicationCodeableConcept"]);
     }
-    let reference = administration["medicationReference"]["reference"].as_str()?;
+    let reference = resource["medicationReference"]["reference"].as_str()?;
     let (_, id) = reference_target(reference)?;
     medications
         .iter()
         .find(|m| m["id"].as_str() == Some(id))
         .map(|m| &m["code"])
+}
+
+/// Is the concept ketamine (the ingredient or a mapped product)?
+pub fn is_ketamine(concept: &Value, ketamine: &KetamineCodes) -> bool {
+    ketamine_concentration(concept, ketamine).is_some()
 }
 
 /// `Some(concentration)` when the concept is ketamine (the ingredient or a mapped product).
@@ -412,7 +415,7 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
-    fn read(condition: &Value) -> Self {
+    pub fn read(condition: &Value) -> Self {
         let clinical = codes::codings(&condition["clinicalStatus"])
             .map(|(_, code)| code)
             .next();

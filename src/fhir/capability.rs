@@ -78,6 +78,11 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
             if resource_type == "Subscription" {
                 describe_subscriptions(&mut resource);
             }
+            if resource_type == "Patient" {
+                resource["operation"] = json!([
+                    {"name": "medical-necessity", "definition": MEDICAL_NECESSITY_OPERATION}
+                ]);
+            }
             resource
         })
         .collect();
@@ -106,6 +111,10 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
         }],
     })
 }
+
+/// `Patient/{id}/$medical-necessity` (routes::prior_auth), the clinic's own operation.
+pub const MEDICAL_NECESSITY_OPERATION: &str =
+    "https://ketamine-fhir.example.org/fhir/OperationDefinition/Patient-medical-necessity";
 
 /// The Subscriptions R5 Backport server CapabilityStatement this one follows.
 const BACKPORT_SERVER: &str = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4";

@@ -7,6 +7,11 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
+/// The FHIR date (`2026-03-02`) of an instant in `zone`.
+pub fn local_date(at: DateTime<Utc>, zone: Tz) -> String {
+    at.with_timezone(&zone).format("%Y-%m-%d").to_string()
+}
+
 /// The range `[start, end)` a date/dateTime/instant text stands for, or `None` if it is not
 /// one. `2026` is the whole year in `zone`; `2026-11-22T10:00:00+01:00` one second.
 pub fn date_range_in(text: &str, zone: Tz) -> Option<(DateTime<Utc>, DateTime<Utc>)> {

@@ -7,6 +7,7 @@ pub mod history;
 pub mod http;
 pub mod operations;
 pub mod outcomes;
+pub mod prior_auth;
 pub mod report;
 pub mod search;
 pub mod subscriptions;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub max_includes: usize,
     /// `Bundle.total` of a first page when the client sends no `_total`.
     pub default_total: Total,
+    /// The clinic's Organization id, the provider of prior-authorization Claims.
+    pub clinic_organization: Option<String>,
 }
 
 impl AppState {
@@ -82,6 +85,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/Patient/{id}/$treatment-status")
                         .route(web::get().to(operations::treatment_status)),
+                )
+                .service(
+                    resource("/Patient/{id}/$medical-necessity")
+                        .route(web::get().to(prior_auth::medical_necessity))
+                        .route(web::post().to(prior_auth::medical_necessity_post)),
                 )
                 .service(
                     resource("/Subscription/{id}/$status")

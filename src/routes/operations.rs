@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::AppState;
@@ -14,6 +14,7 @@ use crate::auth::{Interaction, Principal};
 use crate::clinic::record::PatientRecord;
 use crate::clinic::{safety, treatment};
 use crate::error::{ApiError, ApiResult};
+use crate::fhir::dates::date_range_in;
 use crate::fhir::outcome::{Issue, operation_outcome};
 use crate::fhir::resource::resource_type_of;
 use crate::fhir::validation::{ValidationOptions, validate_resource};
@@ -38,6 +39,42 @@ pub(super) async fn readable_patient(
 pub(super) async fn patient_record(state: &AppState, patient_id: &str) -> ApiResult<PatientRecord> {
     let resources = store::clinic::patient_resources(&state.pool, patient_id).await?;
     Ok(PatientRecord::from_resources(&resources, state.clinic()))
+}
+
+/// The value of a parameter that may be given at most once.
+pub(super) fn single_parameter<'a>(
+    parameters: &'a [(String, String)],
+    name: &str,
+) -> ApiResult<Option<&'a str>> {
+    let mut given = parameters.iter().filter(|(key, _)| key == name);
+    let value = given.next().map(|(_, value)| value.as_str());
+    if given.next().is_some() {
+        return Err(ApiError::bad_parameter(
+            name,
+            format!("The parameter '{name}' may be given only once"),
+        ));
+    }
+    Ok(value)
+}
+
+/// The instant range `[start, end)` a date parameter covers (a whole day for a date, in
+/// `zone`), if it is given; 400 if it is repeated or not a FHIR date.
+pub(super) fn date_parameter(
+    parameters: &[(String, String)],
+    name: &str,
+    zone: chrono_tz::Tz,
+) -> ApiResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+    let Some(text) = single_parameter(parameters, name)? else {
+        return Ok(None);
+    };
+    date_range_in(text, zone).map(Some).ok_or_else(|| {
+        ApiError::bad_parameter(
+            name,
+            format!(
+                "The parameter '{name}' must be a FHIR date or dateTime such as 2026-06-30; got '{text}'"
+            ),
+        )
+    })
 }
 
 pub(super) fn parameters_response(parameters: &Value) -> HttpResponse {

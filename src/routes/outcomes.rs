@@ -5,13 +5,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::operations::{parameters_response, patient_record, readable_patient};
+use super::operations::{date_parameter, parameters_response, patient_record, readable_patient};
 use super::search::parse_form;
 use crate::auth::jwt::Access;
 use crate::auth::{Interaction, Principal};
 use crate::clinic::outcomes::{patient_outcomes as outcomes_of, to_parameters};
 use crate::error::{ApiError, ApiResult};
-use crate::fhir::dates::date_range_in;
 use crate::fhir::resource::instant;
 use crate::store::outcomes::{self, ClinicOutcomes};
 
@@ -49,29 +48,11 @@ fn date_range(
     parameters: &[(String, String)],
     zone: chrono_tz::Tz,
 ) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
-    let bound = |name: &str| -> ApiResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
-        let mut given = parameters.iter().filter(|(key, _)| key == name);
-        let Some((_, text)) = given.next() else {
-            return Ok(None);
-        };
-        if given.next().is_some() {
-            return Err(ApiError::bad_parameter(
-                name,
-                format!("The parameter '{name}' may be given only once"),
-            ));
-        }
-        date_range_in(text, zone).map(Some).ok_or_else(|| {
-            ApiError::bad_parameter(
-                name,
-                format!("The parameter '{name}' must be a FHIR date or dateTime such as 2026-06-30; got '{text}'"),
-            )
-        })
-    };
-    let from = match bound("start")? {
+    let from = match date_parameter(parameters, "start", zone)? {
         Some((start, _)) => start,
         None => Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
     };
-    let to = match bound("end")? {
+    let to = match date_parameter(parameters, "end", zone)? {
         Some((_, finish)) => finish,
         None => Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
     };

@@ -16,10 +16,8 @@ use crate::clinic::safety::{self, Assessment, Decision};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::fhirpath::reference_target;
 
-/// Live resources of the patient's compartment (by the `patient` search parameter) that
-/// the rules read: every MedicationAdministration and Condition, and the Observations with
-/// one of the clinic's LOINC codes. One round trip.
-const PATIENT_RESOURCES: &str = "\
+/// See `compartment_resources_on`.
+const COMPARTMENT_RESOURCES: &str = "\
 SELECT r.resource_type, r.content FROM resources r \
 WHERE r.resource_type = ANY($1) AND NOT r.deleted AND r.created_seq IN ( \
     SELECT x.resource_seq FROM search_reference x \
@@ -31,20 +29,27 @@ WHERE r.resource_type = ANY($1) AND NOT r.deleted AND r.created_seq IN ( \
 ORDER BY r.created_seq";
 
 #[derive(QueryableByName)]
-struct TypedContent {
+pub(super) struct TypedContent {
     #[diesel(sql_type = Text)]
-    resource_type: String,
+    pub(super) resource_type: String,
     #[diesel(sql_type = Jsonb)]
-    content: Value,
+    pub(super) content: Value,
 }
 
-pub async fn patient_resources_on(
+/// The types the clinic rules read: every MedicationAdministration and Condition of the
+/// patient, and the Observations with the clinic's LOINC codes.
+const RECORD_TYPES: &[&str] = &["MedicationAdministration", "Observation", "Condition"];
+
+/// The live resources of `types` in the patient's compartment (by the `patient` search
+/// parameter), as `(type, content)` in creation order; Observations only those with one of
+/// the clinic's LOINC codes. One round trip.
+pub async fn compartment_resources_on(
     conn: &mut AsyncPgConnection,
     patient_id: &str,
-) -> ApiResult<PatientResources> {
-    let types = ["MedicationAdministration", "Observation", "Condition"];
+    types: &[&str],
+) -> ApiResult<Vec<(String, Value)>> {
     let rows: Vec<TypedContent> = Statement::new(
-        PATIENT_RESOURCES,
+        COMPARTMENT_RESOURCES,
         vec![
             Bound::Texts(types.iter().map(|t| t.to_string()).collect()),
             Bound::Text(patient_id.to_string()),
@@ -59,14 +64,34 @@ pub async fn patient_resources_on(
     )
     .load(conn)
     .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.resource_type, row.content))
+        .collect())
+}
+
+/// Sorts compartment rows into the record the clinic rules read (without Medications) and
+/// the rows of other types.
+pub fn into_record(rows: Vec<(String, Value)>) -> (PatientResources, Vec<(String, Value)>) {
     let mut resources = PatientResources::default();
-    for row in rows {
-        match row.resource_type.as_str() {
-            "MedicationAdministration" => resources.administrations.push(row.content),
-            "Observation" => resources.observations.push(row.content),
-            _ => resources.conditions.push(row.content),
+    let mut others = Vec::new();
+    for (resource_type, content) in rows {
+        match resource_type.as_str() {
+            "MedicationAdministration" => resources.administrations.push(content),
+            "Observation" => resources.observations.push(content),
+            "Condition" => resources.conditions.push(content),
+            _ => others.push((resource_type, content)),
         }
     }
+    (resources, others)
+}
+
+pub async fn patient_resources_on(
+    conn: &mut AsyncPgConnection,
+    patient_id: &str,
+) -> ApiResult<PatientResources> {
+    let rows = compartment_resources_on(conn, patient_id, RECORD_TYPES).await?;
+    let (mut resources, _) = into_record(rows);
     let medication_ids = referenced_medications(&resources.administrations);
     resources.medications = medications_on(conn, medication_ids).await?;
     Ok(resources)

@@ -7,6 +7,7 @@ pub mod facts;
 pub mod history;
 pub mod index;
 pub mod outcomes;
+pub mod prior_auth;
 pub mod resources;
 pub mod schema;
 pub mod search;

@@ -185,6 +185,44 @@ async fn patient_scope_sees_only_that_patients_data() {
     assert_eq!(patients["total"], 1);
 }
 
+/// A Coverage belongs to the compartment of its beneficiary, for reads and searches alike.
+#[tokio::test]
+async fn patient_scope_reaches_the_coverages_of_which_the_patient_is_beneficiary() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let person = app.create(&patient()).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let coverage = app
+            .create(&serde_json::json!({
+                "resourceType": "Coverage",
+                "status": "active",
+                "beneficiary": {"reference": format!("Patient/{person}")},
+                "payor": [{"reference": "Organization/acme"}]
+            }))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ids.push((person, coverage));
+    }
+    let [(mine, my_coverage), (_, their_coverage)] = &ids[..] else {
+        unreachable!()
+    };
+    let token = app.token_for("patient/Coverage.rs", Some(mine));
+    let mine = app.get_as(&token, &format!("Coverage/{my_coverage}")).await;
+    assert_eq!(mine.status(), StatusCode::OK);
+    let theirs = app
+        .get_as(&token, &format!("Coverage/{their_coverage}"))
+        .await;
+    assert_eq!(theirs.status(), StatusCode::FORBIDDEN);
+    let bundle = json(app.get_as(&token, "Coverage").await).await;
+    assert_eq!(bundle["total"], 1);
+    assert_eq!(bundle["entry"][0]["resource"]["id"], my_coverage.as_str());
+}
+
 #[tokio::test]
 async fn patient_scope_cannot_create_patients_or_data_about_others() {
     let app = TestApp::spawn().await;

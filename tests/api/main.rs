@@ -9,6 +9,7 @@ mod conditional;
 mod crud;
 mod errors;
 mod history;
+mod medical_necessity;
 mod outcomes;
 mod report;
 mod safety;

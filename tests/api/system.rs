@@ -61,6 +61,12 @@ async fn capability_statement_lists_each_type_and_its_interactions() {
     );
     assert_eq!(subscription["operation"][0]["name"], "status");
     assert_eq!(subscription["operation"][1]["name"], "events");
+    let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+    assert_eq!(
+        patient["operation"],
+        serde_json::json!([{"name": "medical-necessity",
+                            "definition": "https://ketamine-fhir.example.org/fhir/OperationDefinition/Patient-medical-necessity"}])
+    );
     for resource in resources {
         let interactions: Vec<&str> = resource["interaction"]
             .as_array()
@@ -264,5 +270,5 @@ async fn every_documented_operation_answers_with_a_documented_status() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 25);
+    assert_eq!(checked, 27);
 }
