@@ -78,12 +78,15 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
             if resource_type == "Subscription" {
                 describe_subscriptions(&mut resource);
             }
+            if let Some(operation) = bulk_export_operation(resource_type) {
+                resource["operation"] = json!([operation]);
+            }
             resource
         })
         .collect();
     json!({
         "resourceType": "CapabilityStatement",
-        "instantiates": [BACKPORT_SERVER],
+        "instantiates": [BACKPORT_SERVER, BULK_DATA_SERVER],
         "status": "active",
         "date": "2026-11-22",
         "publisher": "ketamine-fhir",
@@ -103,8 +106,25 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
             },
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+            "operation": [{"name": "export", "definition": format!("{BULK_DATA}/OperationDefinition/export")}],
         }],
     })
+}
+
+/// FHIR Bulk Data Access: the server CapabilityStatement this one follows, and the
+/// `$export` operations served (system level above, Patient and Group level here).
+const BULK_DATA: &str = "http://hl7.org/fhir/uv/bulkdata";
+const BULK_DATA_SERVER: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
+
+fn bulk_export_operation(resource_type: &str) -> Option<serde_json::Value> {
+    let definition = match resource_type {
+        "Patient" => "patient-export",
+        "Group" => "group-export",
+        _ => return None,
+    };
+    Some(
+        json!({"name": "export", "definition": format!("{BULK_DATA}/OperationDefinition/{definition}")}),
+    )
 }
 
 /// The Subscriptions R5 Backport server CapabilityStatement this one follows.

@@ -2,6 +2,7 @@
 
 pub mod conditional;
 pub mod crud;
+pub mod export;
 pub mod history;
 pub mod http;
 pub mod operations;
@@ -15,6 +16,7 @@ use actix_web::web;
 
 use crate::clinic::config::ClinicConfig;
 use crate::error::ApiError;
+use crate::export::ExportContext;
 use crate::fhir::search::PageLimits;
 use crate::store::Pool;
 use crate::store::resources::WriteContext;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub max_includes: usize,
     /// `Bundle.total` of a first page when the client sends no `_total`.
     pub default_total: Total,
+    /// Bulk export settings, and the workers to wake when a job is accepted.
+    pub exports: std::sync::Arc<ExportContext>,
 }
 
 impl AppState {
@@ -53,6 +57,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/metadata").route(web::get().to(system::metadata)))
                 .service(resource("/_history").route(web::get().to(history::system_history)))
                 .service(resource("/$outcomes").route(web::get().to(outcomes::clinic_outcomes)))
+                .service(resource("/$export").route(web::get().to(export::system_export)))
+                .service(resource("/Patient/$export").route(web::get().to(export::patient_export)))
+                .service(resource("/Group/{id}/$export").route(web::get().to(export::group_export)))
+                .service(
+                    resource("/bulk-export/{job}")
+                        .route(web::get().to(export::export_status))
+                        .route(web::delete().to(export::cancel_export)),
+                )
+                .service(
+                    resource("/bulk-export/{job}/{file}").route(web::get().to(export::export_file)),
+                )
                 .service(
                     resource("/Patient/{id}/$outcomes")
                         .route(web::get().to(outcomes::patient_outcomes)),

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod bulk;
+mod bulk_export;
 mod cli;
 mod conditional;
 mod crud;
