@@ -156,7 +156,7 @@ fn read_files(files: &[PathBuf], context: &WriteContext, sender: &mpsc::Sender<L
 /// Prepares and sends a batch; `false` once the loader has stopped listening.
 fn send(sender: &mpsc::Sender<Load>, batch: Vec<NewResource>, context: &WriteContext) -> bool {
     sender
-        .blocking_send(Load::Batch(bulk::prepare(batch, context)))
+        .blocking_send(Load::Batch(Box::new(bulk::prepare(batch, context))))
         .is_ok()
 }
 
@@ -190,8 +190,12 @@ fn for_each_line(
 /// or every problem found.
 fn resource_of_line(line: &str) -> Result<NewResource, Vec<String>> {
     let resource: Value = serde_json::from_str(line).map_err(|error| {
+        let text = error.to_string();
+        let reason = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(reason, _)| reason);
         vec![format!(
-            "malformed JSON at column {}: {error}",
+            "malformed JSON at column {}: {reason}",
             error.column()
         )]
     })?;

@@ -219,7 +219,7 @@ async fn write_on(conn: &mut AsyncPgConnection, batch: PreparedBatch) -> ApiResu
 
 /// A message to `load_all_or_nothing`.
 pub enum Load {
-    Batch(PreparedBatch),
+    Batch(Box<PreparedBatch>),
     /// The input ended; commit only if it was `valid`.
     End {
         valid: bool,
@@ -272,7 +272,7 @@ pub async fn load_all_or_nothing(
                 let valid = loop {
                     match batches.recv().await {
                         Some(Load::Batch(batch)) => {
-                            let written = write_on(conn, batch).await?;
+                            let written = write_on(conn, *batch).await?;
                             loaded.created += written.created;
                             loaded.existing.extend(written.existing);
                             unresolved.extend(written.unresolved);

@@ -298,7 +298,7 @@ async fn type_since_and_type_filter_select_what_is_exported() {
     let patients = exported(&app, &app.token, &manifest(&app, &app.token, &url).await).await;
     assert_eq!(
         ids(&patients["Patient"]),
-        [b.clone()],
+        [b.as_str()],
         "updated at or after {since}"
     );
 
@@ -405,7 +405,7 @@ async fn a_patient_scoped_token_exports_only_its_patients_compartment() {
     let url = start(&app, &token, "Patient/$export", &[]).await;
     let manifest = manifest(&app, &token, &url).await;
     let exported = exported(&app, &token, &manifest).await;
-    assert_eq!(ids(&exported["Patient"]), [own.clone()]);
+    assert_eq!(ids(&exported["Patient"]), [own.as_str()]);
     assert_eq!(ids(&exported["Observation"]), [own_observation]);
 
     let other_patients_token = app.token_for("patient/*.rs", Some(&other));

@@ -10,6 +10,7 @@ mod conditional;
 mod crud;
 mod errors;
 mod history;
+mod import;
 mod outcomes;
 mod report;
 mod safety;
