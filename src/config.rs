@@ -184,6 +184,80 @@ pub struct Config {
 
     #[command(flatten)]
     pub webhooks: WebhookConfig,
+
+    #[command(flatten)]
+    pub bulk_export: BulkExportConfig,
+}
+
+/// Bulk Data `$export` jobs (src/export/).
+#[derive(Debug, Clone, Args)]
+pub struct BulkExportConfig {
+    /// Export workers per instance, each running one job at a time (0 = this instance runs
+    /// none; others on the same database still do).
+    #[arg(long, global = true, env = "BULK_EXPORT_WORKERS", default_value_t = 1)]
+    pub bulk_export_workers: usize,
+
+    /// How often idle export workers look for jobs other instances accepted, and for
+    /// expired jobs to delete, in milliseconds (jobs accepted here wake them at once).
+    #[arg(
+        long,
+        global = true,
+        env = "BULK_EXPORT_POLL_MS",
+        default_value_t = 1000
+    )]
+    pub bulk_export_poll_ms: u64,
+
+    /// How long a finished export's files are kept, from the moment it finished (`30s`,
+    /// `90m`, `24h`, `7d`, or seconds). After it the job and its files are deleted.
+    #[arg(
+        long,
+        global = true,
+        env = "BULK_EXPORT_RETENTION",
+        default_value = "24h",
+        value_parser = parse_duration
+    )]
+    pub bulk_export_retention: Duration,
+
+    /// Resources read and stored per step of an export: each step is one statement and one
+    /// transaction, and cancellation is noticed between steps.
+    #[arg(
+        long,
+        global = true,
+        env = "BULK_EXPORT_CHUNK",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub bulk_export_chunk: u32,
+
+    /// Most resources in one output file; a type with more is split over several files
+    /// (a file is also closed once it passes 32 MiB).
+    #[arg(
+        long,
+        global = true,
+        env = "BULK_EXPORT_FILE_RESOURCES",
+        default_value_t = 50_000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub bulk_export_file_resources: u32,
+}
+
+/// A duration written as a number with a unit (`s`, `m`, `h`, `d`) or as seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit_seconds) = match text.char_indices().last() {
+        Some((at, 's')) => (&text[..at], 1),
+        Some((at, 'm')) => (&text[..at], 60),
+        Some((at, 'h')) => (&text[..at], 3600),
+        Some((at, 'd')) => (&text[..at], 86_400),
+        _ => (text, 1),
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_seconds))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 90m, 24h or 7d"))
 }
 
 /// Delivery of Subscription notifications (src/subscriptions/).
@@ -341,5 +415,22 @@ impl Config {
             .try_get_matches_from(["config"])
             .expect("configuration defaults parse");
         Self::from_arg_matches(&matches).expect("configuration defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_seconds() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 }

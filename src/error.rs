@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The database is unreachable or the pool is exhausted: 503, fast.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A background job (a bulk export) failed; the message is written for the client: 500.
+    #[error("job failed: {0}")]
+    JobFailed(String),
     /// Anything unexpected. The message is logged, never sent to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -109,6 +112,7 @@ impl ApiError {
             }
             other @ (ApiError::PayloadTooLarge(_)
             | ApiError::Unavailable(_)
+            | ApiError::JobFailed(_)
             | ApiError::Internal(_)) => other,
         }
     }
@@ -143,6 +147,7 @@ impl ApiError {
             ),
             ApiError::UnsupportedMediaType(text) => single("not-supported", text),
             ApiError::Unavailable(text) => single("transient", text),
+            ApiError::JobFailed(text) => single("exception", text),
             ApiError::Internal(_) => single(
                 "exception",
                 &format!(
@@ -169,13 +174,14 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::JobFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        // A failed job was logged when it failed, not on every poll of its status.
+        if status.is_server_error() && !matches!(self, ApiError::JobFailed(_)) {
             tracing::error!(error = %self, status = status.as_u16(), "request failed");
         }
         let mut response = HttpResponse::build(status);

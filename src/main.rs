@@ -1,8 +1,9 @@
-//! Command-line entry: serve, migrate, seed, keygen, token, openapi.
+//! Command-line entry: serve, migrate, seed, import, reindex, keygen, token, openapi.
 
 use clap::{Parser, Subcommand};
 
 use ketamine_fhir::config::Config;
+use ketamine_fhir::import::{self, Imported};
 use ketamine_fhir::startup::Application;
 use ketamine_fhir::{auth, openapi, seed, startup, store, telemetry};
 
@@ -37,6 +38,13 @@ enum Command {
         /// Number of synthetic patients (about 10 Observations each).
         #[arg(long, default_value_t = 1000, requires = "synthetic")]
         patients: u64,
+    },
+    /// Load a practice's data from NDJSON files (one resource per line; ids are kept), all
+    /// or nothing: every bad line is reported as FILE:LINE: message and nothing is loaded.
+    Import {
+        /// NDJSON files, read in the order given.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
     },
     /// Rebuild the search index from the stored resources (after a change of search
     /// parameters, CLINIC_TIMEZONE or PUBLIC_BASE_URL).
@@ -110,6 +118,34 @@ async fn main() -> anyhow::Result<()> {
                 resources_per_second = (summary.created as f64 / seconds).round(),
                 "seed data loaded"
             );
+        }
+        Command::Import { files } => {
+            telemetry::init_tracing(config.log_format);
+            let pool = startup::command_pool(&config)?;
+            let context = config.write_context(config.listen_addr)?;
+            store::index::ensure_current(&pool, &context).await?;
+            let started = std::time::Instant::now();
+            match import::import(&pool, &context, &files).await? {
+                Imported::Loaded { resources } => {
+                    store::bulk::analyze(&pool).await?;
+                    tracing::info!(
+                        resources,
+                        files = files.len(),
+                        seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+                        "import loaded"
+                    );
+                }
+                Imported::Refused(problems) => {
+                    for problem in &problems {
+                        eprintln!("{problem}");
+                    }
+                    eprintln!(
+                        "nothing was imported: {} problem(s) in the input",
+                        problems.len()
+                    );
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Reindex => {
             telemetry::init_tracing(config.log_format);

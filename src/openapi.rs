@@ -52,6 +52,12 @@ pub const BEARER: &str = "bearer_jwt";
         routes::prior_auth::medical_necessity_post,
         routes::subscriptions::status,
         routes::subscriptions::events,
+        routes::export::system_export,
+        routes::export::patient_export,
+        routes::export::group_export,
+        routes::export::export_status,
+        routes::export::cancel_export,
+        routes::export::export_file,
         routes::system::healthz,
         routes::system::readyz,
         routes::system::metrics,
@@ -64,6 +70,7 @@ pub const BEARER: &str = "bearer_jwt";
         (name = "FHIR server", description = "CapabilityStatement and system-level history"),
         (name = "FHIR operations", description = "Clinic operations: $validate with the infusion safety rules, treatment status, outcomes"),
         (name = "Subscriptions", description = "Webhook subscriptions (R4 with the Subscriptions R5 Backport): status and past events"),
+        (name = "Bulk Data", description = "FHIR Bulk Data Access v2: $export kick-off, status polling, NDJSON output files"),
         (name = "Operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -118,6 +125,7 @@ named_schema!(
     operation_outcome_schema()
 );
 named_schema!(Bundle, "Bundle", bundle_schema());
+named_schema!(ExportManifest, "BulkDataManifest", export_manifest_schema());
 named_schema!(JsonPatch, "JsonPatch", json_patch_schema());
 named_schema!(
     CapabilityStatement,
@@ -216,6 +224,49 @@ fn bundle_schema() -> RefOr<Schema> {
         .description(Some(
             "A searchset or history Bundle; follow the `next` link for the next page",
         ))
+        .into()
+}
+
+fn export_manifest_schema() -> RefOr<Schema> {
+    let file = || {
+        ObjectBuilder::new()
+            .property("type", ObjectBuilder::new().schema_type(Type::String))
+            .property("url", ObjectBuilder::new().schema_type(Type::String))
+            .property("count", ObjectBuilder::new().schema_type(Type::Integer))
+    };
+    ObjectBuilder::new()
+        .property(
+            "transactionTime",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .required("transactionTime")
+        .property("request", ObjectBuilder::new().schema_type(Type::String))
+        .required("request")
+        .property(
+            "requiresAccessToken",
+            ObjectBuilder::new().schema_type(Type::Boolean),
+        )
+        .required("requiresAccessToken")
+        .property("output", ArrayBuilder::new().items(file()))
+        .required("output")
+        .property("error", ArrayBuilder::new().items(file()))
+        .required("error")
+        .description(Some(
+            "The files of a completed export: one or more NDJSON files per resource type; download each with the same bearer token",
+        ))
+        .examples([json!({
+            "transactionTime": "2026-12-03T09:00:00.000Z",
+            "request": "https://clinic.example/fhir/$export?_type=Patient,Observation",
+            "requiresAccessToken": true,
+            "output": [
+                {"type": "Patient", "url": "https://clinic.example/fhir/bulk-export/0b0e6a8e-2f1c-4a52-9f1e-3d0c2b1a9e77/1.ndjson", "count": 50000},
+                {"type": "Patient", "url": "https://clinic.example/fhir/bulk-export/0b0e6a8e-2f1c-4a52-9f1e-3d0c2b1a9e77/2.ndjson", "count": 1200},
+                {"type": "Observation", "url": "https://clinic.example/fhir/bulk-export/0b0e6a8e-2f1c-4a52-9f1e-3d0c2b1a9e77/3.ndjson", "count": 48211}
+            ],
+            "error": []
+        })])
         .into()
 }
 
@@ -529,6 +580,12 @@ const ERROR_RESPONSES: &[(&str, &[u16])] = &[
         "medical_necessity_post",
         &[400, 401, 403, 404, 410, 413, 415, 422, 503],
     ),
+    ("system_export", &[400, 401, 403, 503]),
+    ("patient_export", &[400, 401, 403, 503]),
+    ("group_export", &[400, 401, 403, 404, 410, 503]),
+    ("export_status", &[401, 404, 503]),
+    ("cancel_export", &[401, 404, 503]),
+    ("export_file", &[401, 403, 404, 503]),
 ];
 
 fn error_meaning(status: u16) -> &'static str {

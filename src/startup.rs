@@ -10,6 +10,8 @@ use actix_web::{App, HttpServer, web};
 
 use crate::auth::TokenVerifier;
 use crate::config::{Config, DefaultTotal};
+use crate::export::worker::{self as export_worker, Exporter};
+use crate::export::{ExportContext, ExportSettings};
 use crate::fhir::search::PageLimits;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
@@ -32,6 +34,7 @@ pub struct Application {
     server: Server,
     deliverer: Arc<Deliverer>,
     delivery_workers: usize,
+    exporter: Arc<Exporter>,
 }
 
 impl Application {
@@ -43,6 +46,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)?;
         let address = listener.local_addr()?;
         let base_url = config.base_url_for(address);
+        let exports = Arc::new(ExportContext::new(export_settings(config)));
         let state = web::Data::new(AppState {
             pool,
             base_url: base_url.clone(),
@@ -65,6 +69,7 @@ impl Application {
                 DefaultTotal::Accurate => Total::Accurate,
             },
             clinic_organization: config.clinic_organization_id.clone(),
+            exports: exports.clone(),
         });
         let metrics = Arc::new(Metrics::new());
         let mut delivery_config = config.clone();
@@ -82,6 +87,13 @@ impl Application {
             timeout: Duration::from_millis(config.webhooks.webhook_timeout_ms),
             poll: Duration::from_millis(config.webhooks.webhook_poll_ms.max(10)),
             metrics: metrics.clone(),
+        });
+        let mut export_config = config.clone();
+        export_config.db_pool_size = config.bulk_export.bulk_export_workers + 1;
+        let exporter = Arc::new(Exporter {
+            pool: store::build_pool(&export_config)?,
+            context: exports,
+            search: routes::export::search_context(&state),
         });
         let metrics = web::Data::from(metrics);
         let openapi = crate::openapi::configure(crate::openapi::document());
@@ -108,6 +120,7 @@ impl Application {
             server: server.run(),
             deliverer,
             delivery_workers: config.webhooks.webhook_workers,
+            exporter,
         })
     }
 
@@ -127,19 +140,38 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("rebuilding the search index failed: {e}"))
     }
 
-    /// Serves, and delivers webhook notifications, until SIGINT/SIGTERM; then drains
-    /// in-flight requests and lets each worker finish the notification it is sending.
+    /// Serves, delivers webhook notifications and runs bulk exports, until SIGINT/SIGTERM;
+    /// then drains in-flight requests, lets each delivery worker finish the notification it
+    /// is sending, and each export worker its step (its job is released for another).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
-        let workers = delivery::spawn_workers(self.deliverer, self.delivery_workers, stopped);
+        let mut workers =
+            delivery::spawn_workers(self.deliverer, self.delivery_workers, stopped.clone());
+        let export_workers = self.exporter.context.settings.workers;
+        workers.extend(export_worker::spawn_workers(
+            self.exporter,
+            export_workers,
+            stopped,
+        ));
         let served = self.server.await;
         let _ = stop.send(true);
         for worker in workers {
             if let Err(error) = worker.await {
-                tracing::warn!(error = %error, "a delivery worker ended abnormally");
+                tracing::warn!(error = %error, "a background worker ended abnormally");
             }
         }
         served
+    }
+}
+
+fn export_settings(config: &Config) -> ExportSettings {
+    let exports = &config.bulk_export;
+    ExportSettings {
+        workers: exports.bulk_export_workers,
+        poll: Duration::from_millis(exports.bulk_export_poll_ms.max(10)),
+        retention: exports.bulk_export_retention,
+        chunk: exports.bulk_export_chunk,
+        file_resources: exports.bulk_export_file_resources,
     }
 }
 

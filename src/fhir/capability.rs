@@ -79,16 +79,20 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
                 describe_subscriptions(&mut resource);
             }
             if resource_type == "Patient" {
-                resource["operation"] = json!([
-                    {"name": "medical-necessity", "definition": MEDICAL_NECESSITY_OPERATION}
-                ]);
+                let mut operations = vec![
+                    json!({"name": "medical-necessity", "definition": MEDICAL_NECESSITY_OPERATION}),
+                ];
+                operations.extend(bulk_export_operation(resource_type));
+                resource["operation"] = json!(operations);
+            } else if let Some(operation) = bulk_export_operation(resource_type) {
+                resource["operation"] = json!([operation]);
             }
             resource
         })
         .collect();
     json!({
         "resourceType": "CapabilityStatement",
-        "instantiates": [BACKPORT_SERVER],
+        "instantiates": [BACKPORT_SERVER, BULK_DATA_SERVER],
         "status": "active",
         "date": "2026-11-22",
         "publisher": "ketamine-fhir",
@@ -108,6 +112,7 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
             },
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+            "operation": [{"name": "export", "definition": format!("{BULK_DATA}/OperationDefinition/export")}],
         }],
     })
 }
@@ -115,6 +120,22 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
 /// `Patient/{id}/$medical-necessity` (routes::prior_auth), the clinic's own operation.
 pub const MEDICAL_NECESSITY_OPERATION: &str =
     "https://ketamine-fhir.example.org/fhir/OperationDefinition/Patient-medical-necessity";
+
+/// FHIR Bulk Data Access: the server CapabilityStatement this one follows, and the
+/// `$export` operations served (system level above, Patient and Group level here).
+const BULK_DATA: &str = "http://hl7.org/fhir/uv/bulkdata";
+const BULK_DATA_SERVER: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
+
+fn bulk_export_operation(resource_type: &str) -> Option<serde_json::Value> {
+    let definition = match resource_type {
+        "Patient" => "patient-export",
+        "Group" => "group-export",
+        _ => return None,
+    };
+    Some(
+        json!({"name": "export", "definition": format!("{BULK_DATA}/OperationDefinition/{definition}")}),
+    )
+}
 
 /// The Subscriptions R5 Backport server CapabilityStatement this one follows.
 const BACKPORT_SERVER: &str = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4";

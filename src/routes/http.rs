@@ -158,7 +158,7 @@ pub fn if_none_match_hits(headers: &HeaderMap, version_id: i32) -> bool {
         })
 }
 
-fn http_date(at: DateTime<Utc>) -> String {
+pub fn http_date(at: DateTime<Utc>) -> String {
     at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 

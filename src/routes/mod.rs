@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod conditional;
 pub mod crud;
+pub mod export;
 pub mod history;
 pub mod http;
 pub mod operations;
@@ -17,6 +18,7 @@ use actix_web::web;
 
 use crate::clinic::config::ClinicConfig;
 use crate::error::ApiError;
+use crate::export::ExportContext;
 use crate::fhir::search::PageLimits;
 use crate::fhir::strict_json::Limits;
 use crate::store::Pool;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub default_total: Total,
     /// The clinic's Organization id, the provider of prior-authorization Claims.
     pub clinic_organization: Option<String>,
+    /// Bulk export settings, and the workers to wake when a job is accepted.
+    pub exports: std::sync::Arc<ExportContext>,
 }
 
 impl AppState {
@@ -78,6 +82,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/metadata").route(web::get().to(system::metadata)))
                 .service(resource("/_history").route(web::get().to(history::system_history)))
                 .service(resource("/$outcomes").route(web::get().to(outcomes::clinic_outcomes)))
+                .service(resource("/$export").route(web::get().to(export::system_export)))
+                .service(resource("/Patient/$export").route(web::get().to(export::patient_export)))
+                .service(resource("/Group/{id}/$export").route(web::get().to(export::group_export)))
+                .service(
+                    resource("/bulk-export/{job}")
+                        .route(web::get().to(export::export_status))
+                        .route(web::delete().to(export::cancel_export)),
+                )
+                .service(
+                    resource("/bulk-export/{job}/{file}").route(web::get().to(export::export_file)),
+                )
                 .service(
                     resource("/Patient/{id}/$outcomes")
                         .route(web::get().to(outcomes::patient_outcomes)),

@@ -1,7 +1,7 @@
-//! The bulk load path: many new resources written in one transaction with a few statements
-//! (rows passed as arrays and unnested), storing exactly what `resources::write_version`
-//! stores for a client-chosen id: version 1 by PUT, its current row, its index rows and its
-//! outcome facts.
+//! The bulk load path: many new resources written in one transaction per batch (or, for
+//! `import`, every batch in one transaction) with a few statements (rows passed as arrays
+//! and unnested), storing exactly what `resources::write_version` stores for a
+//! client-chosen id: version 1 by PUT, its current row, its index rows and its outcome facts.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::clinic::referenced_medications;
 use super::facts as store_facts;
@@ -19,7 +20,7 @@ use super::statement::{Bound, Statement};
 use super::{Pool, connection, index};
 use crate::clinic::config::KetamineCodes;
 use crate::clinic::facts::{OutcomeFact, outcome_facts};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::fhir::resource::stamp_meta;
 use crate::fhir::search_index::{self, IndexEntries};
 use crate::fhir::{ResourceId, ResourceType};
@@ -57,7 +58,7 @@ pub struct PreparedBatch {
 }
 
 /// A resource's type and id.
-type Key = (String, String);
+pub type Key = (String, String);
 
 impl PreparedBatch {
     pub fn len(&self) -> usize {
@@ -130,6 +131,27 @@ pub async fn write(pool: &Pool, batch: PreparedBatch) -> ApiResult<usize> {
     if batch.is_empty() {
         return Ok(0);
     }
+    let mut pooled = connection(pool).await?;
+    let conn: &mut AsyncPgConnection = &mut pooled;
+    conn.transaction(async |conn: &mut AsyncPgConnection| -> ApiResult<usize> {
+        Ok(write_on(conn, batch).await?.created)
+    })
+    .await
+}
+
+/// What writing one batch did.
+pub struct WrittenBatch {
+    pub created: usize,
+    /// The resources whose id was taken already (live or deleted), left as they are.
+    pub existing: Vec<Key>,
+    /// The administrations whose Medication was not in the batch, with their sequence:
+    /// their facts were derived from the Medications stored when the batch was written.
+    pub unresolved: Vec<(i64, Value)>,
+}
+
+/// Writes a prepared batch in the transaction the caller holds: one statement for the
+/// `resources` and `resource_versions` rows, one for the index rows, one for the facts.
+async fn write_on(conn: &mut AsyncPgConnection, batch: PreparedBatch) -> ApiResult<WrittenBatch> {
     let PreparedBatch {
         last_updated,
         types,
@@ -140,56 +162,166 @@ pub async fn write(pool: &Pool, batch: PreparedBatch) -> ApiResult<usize> {
         unresolved,
         ketamine,
     } = batch;
+    let offered: Vec<Key> = types.iter().cloned().zip(ids.iter().cloned()).collect();
+    let inserted: Vec<Inserted> = Statement::new(
+        "WITH input AS ( \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS i(resource_type, id, content) \
+         ), inserted AS ( \
+             INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, content) \
+             SELECT resource_type, id, 1, $4, false, content::jsonb FROM input \
+             ON CONFLICT (resource_type, id) DO NOTHING \
+             RETURNING resource_type, id, created_seq, content \
+         ), versions AS ( \
+             INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, method, content) \
+             SELECT resource_type, id, 1, $4, false, 'PUT', content FROM inserted ORDER BY created_seq \
+         ) \
+         SELECT resource_type, id, created_seq FROM inserted",
+        vec![
+            Bound::Texts(types),
+            Bound::Texts(ids),
+            Bound::Texts(contents),
+            Bound::Instant(last_updated),
+        ],
+    )
+    .load(conn)
+    .await?;
+    resolve_facts(conn, &unresolved, &ketamine, &mut facts).await?;
+    let keyed = |row: &Inserted| (row.resource_type.clone(), row.id.clone());
+    let seqs: HashMap<Key, i64> = inserted
+        .iter()
+        .map(|row| (keyed(row), row.created_seq))
+        .collect();
+    let rows: Vec<(i64, &str, &IndexEntries)> = inserted
+        .iter()
+        .filter_map(|row| {
+            let entries = entries.get(&keyed(row))?;
+            Some((row.created_seq, row.resource_type.as_str(), entries))
+        })
+        .collect();
+    index::insert_rows(conn, &rows).await?;
+    let fact_rows: Vec<(i64, &[OutcomeFact])> = inserted
+        .iter()
+        .filter_map(|row| Some((row.created_seq, facts.get(&keyed(row))?.as_slice())))
+        .collect();
+    store_facts::write_rows(conn, &[], &fact_rows).await?;
+    Ok(WrittenBatch {
+        created: inserted.len(),
+        existing: offered
+            .into_iter()
+            .filter(|key| !seqs.contains_key(key))
+            .collect(),
+        unresolved: unresolved
+            .into_iter()
+            .filter_map(|(key, content)| Some((*seqs.get(&key)?, content)))
+            .collect(),
+    })
+}
+
+/// A message to `load_all_or_nothing`.
+pub enum Load {
+    Batch(Box<PreparedBatch>),
+    /// The input ended; commit only if it was `valid`.
+    End {
+        valid: bool,
+    },
+}
+
+/// What `load_all_or_nothing` did.
+#[derive(Debug, Default)]
+pub struct AllOrNothing {
+    pub committed: bool,
+    /// Resources written (and kept only if committed).
+    pub created: usize,
+    /// Resources whose id was taken already; any of them means nothing is kept.
+    pub existing: Vec<Key>,
+}
+
+/// Why the one transaction of `load_all_or_nothing` ended without a commit.
+enum NotCommitted {
+    Refused(AllOrNothing),
+    Failed(ApiError),
+}
+
+impl From<diesel::result::Error> for NotCommitted {
+    fn from(error: diesel::result::Error) -> Self {
+        NotCommitted::Failed(error.into())
+    }
+}
+
+impl From<ApiError> for NotCommitted {
+    fn from(error: ApiError) -> Self {
+        NotCommitted::Failed(error)
+    }
+}
+
+/// Writes every batch received in one transaction, which commits only if the input ends
+/// `valid` and no id was taken already; otherwise everything is rolled back. Facts of
+/// administrations whose Medication came in a later batch are derived again at the end.
+pub async fn load_all_or_nothing(
+    pool: &Pool,
+    ketamine: &KetamineCodes,
+    mut batches: mpsc::Receiver<Load>,
+) -> ApiResult<AllOrNothing> {
     let mut pooled = connection(pool).await?;
     let conn: &mut AsyncPgConnection = &mut pooled;
-    conn.transaction(async |conn: &mut AsyncPgConnection| -> ApiResult<usize> {
-        let inserted: Vec<Inserted> = Statement::new(
-            "WITH input AS ( \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS i(resource_type, id, content) \
-             ), inserted AS ( \
-                 INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, content) \
-                 SELECT resource_type, id, 1, $4, false, content::jsonb FROM input \
-                 ON CONFLICT (resource_type, id) DO NOTHING \
-                 RETURNING resource_type, id, created_seq, content \
-             ), versions AS ( \
-                 INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, method, content) \
-                 SELECT resource_type, id, 1, $4, false, 'PUT', content FROM inserted ORDER BY created_seq \
-             ) \
-             SELECT resource_type, id, created_seq FROM inserted",
-            vec![
-                Bound::Texts(types),
-                Bound::Texts(ids),
-                Bound::Texts(contents),
-                Bound::Instant(last_updated),
-            ],
+    let outcome = conn
+        .transaction(
+            async |conn: &mut AsyncPgConnection| -> Result<AllOrNothing, NotCommitted> {
+                let mut loaded = AllOrNothing::default();
+                let mut unresolved = Vec::new();
+                let valid = loop {
+                    match batches.recv().await {
+                        Some(Load::Batch(batch)) => {
+                            let written = write_on(conn, *batch).await?;
+                            loaded.created += written.created;
+                            loaded.existing.extend(written.existing);
+                            unresolved.extend(written.unresolved);
+                        }
+                        Some(Load::End { valid }) => break valid,
+                        None => break false,
+                    }
+                };
+                if !valid || !loaded.existing.is_empty() {
+                    return Err(NotCommitted::Refused(loaded));
+                }
+                refresh_facts(conn, &unresolved, ketamine).await?;
+                loaded.committed = true;
+                Ok(loaded)
+            },
         )
-        .load(conn)
-        .await?;
-        resolve_facts(conn, unresolved, &ketamine, &mut facts).await?;
-        let keyed = |row: &Inserted| (row.resource_type.clone(), row.id.clone());
-        let rows: Vec<(i64, &str, &IndexEntries)> = inserted
-            .iter()
-            .filter_map(|row| {
-                let entries = entries.get(&keyed(row))?;
-                Some((row.created_seq, row.resource_type.as_str(), entries))
-            })
-            .collect();
-        index::insert_rows(conn, &rows).await?;
-        let fact_rows: Vec<(i64, &[OutcomeFact])> = inserted
-            .iter()
-            .filter_map(|row| Some((row.created_seq, facts.get(&keyed(row))?.as_slice())))
-            .collect();
-        store_facts::write_rows(conn, &[], &fact_rows).await?;
-        Ok(inserted.len())
-    })
-    .await
+        .await;
+    match outcome {
+        Ok(loaded) | Err(NotCommitted::Refused(loaded)) => Ok(loaded),
+        Err(NotCommitted::Failed(error)) => Err(error),
+    }
+}
+
+/// Derives again, from the Medications stored now, the facts of these administrations.
+async fn refresh_facts(
+    conn: &mut AsyncPgConnection,
+    administrations: &[(i64, Value)],
+    ketamine: &KetamineCodes,
+) -> ApiResult<()> {
+    if administrations.is_empty() {
+        return Ok(());
+    }
+    let contents: Vec<&Value> = administrations.iter().map(|(_, content)| content).collect();
+    let derived =
+        store_facts::facts_of(conn, "MedicationAdministration", &contents, ketamine).await?;
+    let seqs: Vec<i64> = administrations.iter().map(|(seq, _)| *seq).collect();
+    let rows: Vec<(i64, &[OutcomeFact])> = seqs
+        .iter()
+        .zip(&derived)
+        .map(|(seq, facts)| (*seq, facts.as_slice()))
+        .collect();
+    store_facts::write_rows(conn, &seqs, &rows).await
 }
 
 /// Derives the facts of the administrations whose Medication was not in their batch, with
 /// the Medications stored (this transaction sees the batch's own).
 async fn resolve_facts(
     conn: &mut AsyncPgConnection,
-    unresolved: Vec<(Key, Value)>,
+    unresolved: &[(Key, Value)],
     ketamine: &KetamineCodes,
     facts: &mut HashMap<Key, Vec<OutcomeFact>>,
 ) -> ApiResult<()> {
@@ -199,8 +331,8 @@ async fn resolve_facts(
     }
     let derived =
         store_facts::facts_of(conn, "MedicationAdministration", &contents, ketamine).await?;
-    for ((key, _), of_resource) in unresolved.into_iter().zip(derived) {
-        facts.insert(key, of_resource);
+    for ((key, _), of_resource) in unresolved.iter().zip(derived) {
+        facts.insert(key.clone(), of_resource);
     }
     Ok(())
 }

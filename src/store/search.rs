@@ -65,26 +65,26 @@ pub struct SearchPage {
 
 /// SQL text with numbered placeholders and their values.
 #[derive(Debug, Default)]
-struct Sql {
+pub(super) struct Sql {
     text: String,
     binds: Vec<Bound>,
     aliases: usize,
 }
 
 impl Sql {
-    fn push(&mut self, text: &str) -> &mut Self {
+    pub(super) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
-    fn bind(&mut self, value: Bound) -> &mut Self {
+    pub(super) fn bind(&mut self, value: Bound) -> &mut Self {
         self.binds.push(value);
         let placeholder = format!("${}", self.binds.len());
         self.text.push_str(&placeholder);
         self
     }
 
-    fn text(&mut self, value: &str) -> &mut Self {
+    pub(super) fn text(&mut self, value: &str) -> &mut Self {
         self.bind(Bound::Text(value.to_string()))
     }
 
@@ -94,7 +94,11 @@ impl Sql {
     }
 
     /// `(a OR b OR ...)` over `items`, each written by `write`.
-    fn any_of<T>(&mut self, items: &[T], mut write: impl FnMut(&mut Self, &T)) -> &mut Self {
+    pub(super) fn any_of<T>(
+        &mut self,
+        items: &[T],
+        mut write: impl FnMut(&mut Self, &T),
+    ) -> &mut Self {
         self.push("(");
         for (index, item) in items.iter().enumerate() {
             if index > 0 {
@@ -105,7 +109,7 @@ impl Sql {
         self.push(")")
     }
 
-    fn into_query(self) -> Statement {
+    pub(super) fn into_query(self) -> Statement {
         Statement::built(self.text, self.binds)
     }
 }
@@ -445,6 +449,23 @@ fn filter_condition(sql: &mut Sql, row: Row, resource_type: &str, filter: &Filte
             sql.push(")");
         }
     }
+}
+
+/// `(<filter> AND <filter> …)` over the `resources` row `alias` of `resource_type`, `true`
+/// without filters: the conditions of one search, for statements built elsewhere (bulk export).
+pub(super) fn all_of(sql: &mut Sql, alias: &str, resource_type: &str, filters: &[Filter]) {
+    if filters.is_empty() {
+        sql.push("true");
+        return;
+    }
+    sql.push("(");
+    for (index, filter) in filters.iter().enumerate() {
+        if index > 0 {
+            sql.push(" AND ");
+        }
+        filter_condition(sql, Row::resource(alias), resource_type, filter);
+    }
+    sql.push(")");
 }
 
 /// `FROM resources r WHERE <type, live, filters>`

@@ -21,6 +21,8 @@ pub enum Bound {
     BigInts(Vec<i64>),
     Texts(Vec<String>),
     OptionalTexts(Vec<Option<String>>),
+    /// A text array, or NULL.
+    NullableTexts(Option<Vec<String>>),
     Instants(Vec<DateTime<Utc>>),
     Doubles(Vec<f64>),
     OptionalDoubles(Vec<Option<f64>>),
@@ -101,6 +103,7 @@ impl QueryFragment<Pg> for Statement {
                 Bound::BigInts(v) => out.push_bind_param::<Array<BigInt>, _>(v)?,
                 Bound::Texts(v) => out.push_bind_param::<Array<Text>, _>(v)?,
                 Bound::OptionalTexts(v) => out.push_bind_param::<Array<Nullable<Text>>, _>(v)?,
+                Bound::NullableTexts(v) => out.push_bind_param::<Nullable<Array<Text>>, _>(v)?,
                 Bound::Instants(v) => out.push_bind_param::<Array<Timestamptz>, _>(v)?,
                 Bound::Doubles(v) => out.push_bind_param::<Array<Double>, _>(v)?,
                 Bound::OptionalDoubles(v) => {

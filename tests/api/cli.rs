@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 
 use crate::helpers::{TestApp, create_database, json};
 
-fn binary(app: &TestApp) -> Command {
+/// The built binary, set up for `app`'s database and keys.
+pub fn binary(app: &TestApp) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ketamine-fhir"));
     command
         .env("DATABASE_URL", &app.database_url)

@@ -4,11 +4,13 @@ mod helpers;
 
 mod auth;
 mod bulk;
+mod bulk_export;
 mod cli;
 mod conditional;
 mod crud;
 mod errors;
 mod history;
+mod import;
 mod medical_necessity;
 mod outcomes;
 mod report;

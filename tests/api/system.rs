@@ -65,7 +65,9 @@ async fn capability_statement_lists_each_type_and_its_interactions() {
     assert_eq!(
         patient["operation"],
         serde_json::json!([{"name": "medical-necessity",
-                            "definition": "https://ketamine-fhir.example.org/fhir/OperationDefinition/Patient-medical-necessity"}])
+                            "definition": "https://ketamine-fhir.example.org/fhir/OperationDefinition/Patient-medical-necessity"},
+                           {"name": "export",
+                            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}])
     );
     for resource in resources {
         let interactions: Vec<&str> = resource["interaction"]
@@ -270,5 +272,5 @@ async fn every_documented_operation_answers_with_a_documented_status() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 33);
 }
