@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod capability;
+pub mod compartment;
 pub mod dates;
 pub mod definitions;
 pub mod fhirpath;
