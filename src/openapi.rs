@@ -47,6 +47,8 @@ pub const BEARER: &str = "bearer_jwt";
         routes::report::patient_report,
         routes::operations::validate,
         routes::operations::treatment_status,
+        routes::everything::everything_get,
+        routes::everything::everything_post,
         routes::subscriptions::status,
         routes::subscriptions::events,
         routes::system::healthz,
@@ -515,6 +517,8 @@ const ERROR_RESPONSES: &[(&str, &[u16])] = &[
     ("system_history", &[400, 401, 403, 503]),
     ("search_get", &[400, 401, 403, 404, 503]),
     ("search_post", &[400, 401, 403, 404, 415, 503]),
+    ("everything_get", &[400, 401, 403, 404, 410, 503]),
+    ("everything_post", &[400, 401, 403, 404, 410, 413, 415, 503]),
     ("status", &[401, 403, 404, 410, 503]),
     ("events", &[400, 401, 403, 404, 410, 503]),
 ];

@@ -78,6 +78,9 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
             if resource_type == "Subscription" {
                 describe_subscriptions(&mut resource);
             }
+            if resource_type == "Patient" {
+                resource["operation"] = json!([{"name": "everything", "definition": PATIENT_EVERYTHING}]);
+            }
             resource
         })
         .collect();
@@ -106,6 +109,9 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
         }],
     })
 }
+
+/// `Patient/{id}/$everything` (served by `routes::everything`).
+const PATIENT_EVERYTHING: &str = "http://hl7.org/fhir/OperationDefinition/Patient-everything";
 
 /// The Subscriptions R5 Backport server CapabilityStatement this one follows.
 const BACKPORT_SERVER: &str = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4";

@@ -79,7 +79,11 @@ mod tests {
             for param in patient_links(resource_type) {
                 let indexed = indexed_parameter(resource_type, param)
                     .unwrap_or_else(|| panic!("{resource_type}.{param} is not indexed"));
-                assert_eq!(indexed.kind, IndexKind::Reference, "{resource_type}.{param}");
+                assert_eq!(
+                    indexed.kind,
+                    IndexKind::Reference,
+                    "{resource_type}.{param}"
+                );
                 assert!(
                     indexed.targets.iter().any(|t| t == "Patient"),
                     "{resource_type}.{param} cannot refer to a Patient"
@@ -119,9 +123,24 @@ mod tests {
             "hasMember": [{"reference": "Observation/o4"}]
         });
         let entries = extract("Observation", &observation, &context);
-        assert!(is_in_patient_compartment("Observation", "o1", &entries, "p1"));
-        assert!(is_in_patient_compartment("Observation", "o1", &entries, "p2"));
-        assert!(!is_in_patient_compartment("Observation", "o1", &entries, "p3"));
+        assert!(is_in_patient_compartment(
+            "Observation",
+            "o1",
+            &entries,
+            "p1"
+        ));
+        assert!(is_in_patient_compartment(
+            "Observation",
+            "o1",
+            &entries,
+            "p2"
+        ));
+        assert!(!is_in_patient_compartment(
+            "Observation",
+            "o1",
+            &entries,
+            "p3"
+        ));
 
         let patient = json!({"resourceType": "Patient", "link": [{"other": {"reference": "Patient/p1"}, "type": "seealso"}]});
         let entries = extract("Patient", &patient, &context);

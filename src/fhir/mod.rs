@@ -6,6 +6,7 @@ pub mod capability;
 pub mod compartment;
 pub mod dates;
 pub mod definitions;
+pub mod everything;
 pub mod fhirpath;
 pub mod invariants;
 pub mod outcome;

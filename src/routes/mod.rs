@@ -2,6 +2,7 @@
 
 pub mod conditional;
 pub mod crud;
+pub mod everything;
 pub mod history;
 pub mod http;
 pub mod operations;
@@ -56,6 +57,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/Patient/{id}/$outcomes")
                         .route(web::get().to(outcomes::patient_outcomes)),
+                )
+                .service(
+                    resource("/Patient/{id}/$everything")
+                        .route(web::get().to(everything::everything_get))
+                        .route(web::post().to(everything::everything_post)),
                 )
                 .service(
                     resource("/Patient/{id}/$treatment-status")

@@ -8,6 +8,7 @@ mod cli;
 mod conditional;
 mod crud;
 mod errors;
+mod everything;
 mod history;
 mod outcomes;
 mod report;
