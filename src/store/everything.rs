@@ -29,10 +29,11 @@ use crate::fhir::everything::{CareWindow, care_date_parameter};
 /// it (one arm per type); with a care window, a resource of a type with a care date is kept
 /// when one of its dates overlaps the window or it has none. `entries` are the members of
 /// the returned types (matches) and, once each, the live resources of the referenced types
-/// that the members' reference index rows point at (includes). Both are computed whole
-/// (`MATERIALIZED`, so the cursor is not pushed into them) and the page is the entries
-/// after the cursor: a page holds exactly the limit until the last, and a referenced
-/// resource comes once, at its own place in the order, whichever page its referrers are on.
+/// that the members' reference index rows point at (includes; each target looked up once).
+/// Both are computed whole (`MATERIALIZED`, so the cursor is not pushed into them) and the
+/// page is the entries after the cursor, in order, joined to their content until the limit
+/// is reached: a page holds exactly the limit until the last, and a referenced resource
+/// comes once, at its own place in the order, whichever page its referrers are on.
 static PAGE: LazyLock<String> = LazyLock::new(page_statement);
 
 fn page_statement() -> String {
@@ -47,13 +48,17 @@ fn page_statement() -> String {
          entries AS MATERIALIZED ( \
              SELECT m.resource_type, m.seq, false AS included FROM members m WHERE m.resource_type = ANY($5) \
            UNION ALL \
-             SELECT DISTINCT t.resource_type, t.created_seq, true FROM members m \
-             JOIN search_reference y ON y.resource_type = m.resource_type AND y.resource_seq = m.seq \
+             SELECT t.resource_type, t.created_seq, true FROM ( \
+                 SELECT DISTINCT y.target_type, y.target_id FROM members m \
+                 JOIN search_reference y ON y.resource_type = m.resource_type AND y.resource_seq = m.seq \
+                 WHERE y.target_type = ANY($6)) y \
              JOIN resources t ON t.resource_type = y.target_type AND t.id = y.target_id \
-             WHERE y.target_type = ANY($6) AND NOT t.deleted) \
-         SELECT e.seq, e.included, r.content FROM entries e \
-         JOIN resources r ON r.resource_type = e.resource_type AND r.created_seq = e.seq \
-         WHERE e.seq > $7 AND NOT r.deleted AND ($8::timestamptz IS NULL OR r.last_updated >= $8) \
+             WHERE NOT t.deleted) \
+         SELECT e.seq, e.included, r.content \
+         FROM (SELECT * FROM entries WHERE seq > $7 ORDER BY seq) e \
+         CROSS JOIN LATERAL (SELECT r.content FROM resources r \
+             WHERE r.resource_type = e.resource_type AND r.created_seq = e.seq AND NOT r.deleted \
+               AND ($8::timestamptz IS NULL OR r.last_updated >= $8)) r \
          ORDER BY e.seq LIMIT $9",
         arms.join(" UNION ")
     )
