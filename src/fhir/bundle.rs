@@ -20,6 +20,37 @@ fn links_json(links: &[Link]) -> Value {
     )
 }
 
+/// How an entry came into a searchset (`entry.search.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMode {
+    Match,
+    Include,
+    Outcome,
+}
+
+impl SearchMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Match => "match",
+            SearchMode::Include => "include",
+            SearchMode::Outcome => "outcome",
+        }
+    }
+}
+
+/// A searchset entry: the resource under its absolute `fullUrl` (outcomes have none).
+pub fn search_entry(base_url: &str, resource: Value, mode: SearchMode) -> Value {
+    if mode == SearchMode::Outcome {
+        return json!({"resource": resource, "search": {"mode": mode.as_str()}});
+    }
+    let full_url = format!(
+        "{base_url}/{}/{}",
+        resource["resourceType"].as_str().unwrap_or_default(),
+        resource["id"].as_str().unwrap_or_default()
+    );
+    json!({"fullUrl": full_url, "resource": resource, "search": {"mode": mode.as_str()}})
+}
+
 /// A searchset Bundle of matches (`entry.search.mode` = match).
 pub fn searchset(
     base_url: &str,
@@ -27,17 +58,15 @@ pub fn searchset(
     total: Option<i64>,
     links: &[Link],
 ) -> Value {
-    let entries: Vec<Value> = resources
+    let entries = resources
         .into_iter()
-        .map(|resource| {
-            let full_url = format!(
-                "{base_url}/{}/{}",
-                resource["resourceType"].as_str().unwrap_or_default(),
-                resource["id"].as_str().unwrap_or_default()
-            );
-            json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}})
-        })
+        .map(|resource| search_entry(base_url, resource, SearchMode::Match))
         .collect();
+    searchset_of(entries, total, links)
+}
+
+/// A searchset Bundle of entries made with `search_entry`.
+pub fn searchset_of(entries: Vec<Value>, total: Option<i64>, links: &[Link]) -> Value {
     let mut bundle = json!({
         "resourceType": "Bundle",
         "id": uuid::Uuid::new_v4().to_string(),

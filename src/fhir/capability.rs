@@ -81,6 +81,7 @@ pub fn capability_statement(base_url: &str, software_version: &str) -> Value {
             if resource_type == "Patient" {
                 let mut operations = vec![
                     json!({"name": "medical-necessity", "definition": MEDICAL_NECESSITY_OPERATION}),
+                    json!({"name": "everything", "definition": PATIENT_EVERYTHING}),
                 ];
                 operations.extend(bulk_export_operation(resource_type));
                 resource["operation"] = json!(operations);
@@ -136,6 +137,9 @@ fn bulk_export_operation(resource_type: &str) -> Option<serde_json::Value> {
         json!({"name": "export", "definition": format!("{BULK_DATA}/OperationDefinition/{definition}")}),
     )
 }
+
+/// `Patient/{id}/$everything` (served by `routes::everything`).
+const PATIENT_EVERYTHING: &str = "http://hl7.org/fhir/OperationDefinition/Patient-everything";
 
 /// The Subscriptions R5 Backport server CapabilityStatement this one follows.
 const BACKPORT_SERVER: &str = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4";

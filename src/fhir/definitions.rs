@@ -1,6 +1,6 @@
 //! The registry built from the official FHIR R4 definitions kept as data in `definitions/r4`:
-//! StructureDefinitions (resources and data types), required-binding value sets and
-//! SearchParameters. Supporting a new resource type means adding it to the extraction script.
+//! StructureDefinitions (resources and data types), required-binding value sets,
+//! SearchParameters and the patient CompartmentDefinition. Supporting a new resource type means adding it to the extraction script.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -13,6 +13,8 @@ const PROFILES_TYPES: &str = include_str!("../../definitions/r4/profiles-types.j
 const SEARCH_PARAMETERS: &str = include_str!("../../definitions/r4/search-parameters.json");
 const VALUE_SETS: &str = include_str!("../../definitions/r4/valuesets.json");
 const MANIFEST: &str = include_str!("../../definitions/r4/MANIFEST.json");
+const PATIENT_COMPARTMENT: &str =
+    include_str!("../../definitions/r4/compartmentdefinition-patient.json");
 
 /// The parsed definitions; built once, they are constant data compiled into the binary.
 pub fn registry() -> &'static Registry {
@@ -213,6 +215,8 @@ pub struct Registry {
     value_sets: HashMap<String, HashSet<(String, String)>>,
     search_parameters: HashMap<String, Vec<SearchParameter>>,
     primitive_patterns: HashMap<String, Regex>,
+    /// Per type listed in the patient CompartmentDefinition, its linking search parameters.
+    patient_compartment: HashMap<String, Vec<String>>,
 }
 
 fn bundle_resources(text: &str) -> Vec<Value> {
@@ -259,6 +263,7 @@ impl Registry {
             ),
             value_sets: load_value_sets(),
             search_parameters: load_search_parameters(&resource_types),
+            patient_compartment: load_patient_compartment(),
             resource_types,
             structures,
             profiles,
@@ -308,6 +313,33 @@ impl Registry {
     pub fn primitive_pattern(&self, type_code: &str) -> Option<&Regex> {
         self.primitive_patterns.get(type_code)
     }
+
+    /// The search parameters the patient CompartmentDefinition lists for a type (empty:
+    /// never in a patient's compartment); `None` if the definition does not list the type.
+    pub fn patient_compartment_params(&self, resource_type: &str) -> Option<&[String]> {
+        self.patient_compartment
+            .get(resource_type)
+            .map(Vec::as_slice)
+    }
+}
+
+fn load_patient_compartment() -> HashMap<String, Vec<String>> {
+    let definition: Value =
+        serde_json::from_str(PATIENT_COMPARTMENT).expect("embedded definitions are valid JSON");
+    definition["resource"]
+        .as_array()
+        .expect("the CompartmentDefinition lists resources")
+        .iter()
+        .filter_map(|entry| {
+            let params = entry["param"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect();
+            Some((entry["code"].as_str()?.to_string(), params))
+        })
+        .collect()
 }
 
 /// The regex extension on a primitive type's `value` element, anchored.

@@ -4,8 +4,10 @@
 pub mod bundle;
 pub mod bundle_request;
 pub mod capability;
+pub mod compartment;
 pub mod dates;
 pub mod definitions;
+pub mod everything;
 pub mod fhirpath;
 pub mod invariants;
 pub mod narrative;

@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod conditional;
 pub mod crud;
+pub mod everything;
 pub mod export;
 pub mod history;
 pub mod http;
@@ -96,6 +97,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/Patient/{id}/$outcomes")
                         .route(web::get().to(outcomes::patient_outcomes)),
+                )
+                .service(
+                    resource("/Patient/{id}/$everything")
+                        .route(web::get().to(everything::everything_get))
+                        .route(web::post().to(everything::everything_post)),
                 )
                 .service(
                     resource("/Patient/{id}/$treatment-status")

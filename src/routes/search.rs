@@ -6,14 +6,14 @@ use std::collections::HashSet;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use super::http::{preferences, read_body, require_content_type};
 use crate::auth::jwt::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::fhir::bundle::{Link, searchset};
+use crate::fhir::bundle::{Link, SearchMode, search_entry, searchset};
 use crate::fhir::outcome::{Issue, operation_outcome};
 use crate::fhir::search::{
     self, CURSOR_PARAMETER, Filter, Include, ParsedSearch, RESULT_PARAMETERS, ReferenceMatch,
@@ -82,11 +82,11 @@ pub fn parse_form(text: &str) -> ApiResult<Vec<(String, String)>> {
         .map_err(|e| ApiError::bad_request(format!("The query could not be parsed: {e}")))
 }
 
-fn encode_cursor(cursor: &Cursor) -> String {
+pub(super) fn encode_cursor(cursor: &Cursor) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).expect("cursor serialises"))
 }
 
-fn decode_cursor(text: &str) -> ApiResult<Cursor> {
+pub(super) fn decode_cursor(text: &str) -> ApiResult<Cursor> {
     URL_SAFE_NO_PAD
         .decode(text)
         .ok()
@@ -228,17 +228,18 @@ pub(super) async fn search_bundle(
         .as_array_mut()
         .expect("searchset has entries");
     for (_, resource) in included {
-        let full_url = format!(
-            "{}/{}/{}",
-            state.base_url,
-            resource["resourceType"].as_str().unwrap_or_default(),
-            resource["id"].as_str().unwrap_or_default()
-        );
-        entries.push(json!({"fullUrl": full_url, "resource": shape(resource), "search": {"mode": "include"}}));
+        entries.push(search_entry(
+            &state.base_url,
+            shape(resource),
+            SearchMode::Include,
+        ));
     }
     if !issues.is_empty() {
-        entries
-            .push(json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}));
+        entries.push(search_entry(
+            &state.base_url,
+            operation_outcome(&issues),
+            SearchMode::Outcome,
+        ));
     }
     Ok(bundle)
 }

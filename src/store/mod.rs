@@ -3,6 +3,7 @@
 
 pub mod bulk;
 pub mod clinic;
+pub mod everything;
 pub mod export;
 pub mod facts;
 pub mod history;

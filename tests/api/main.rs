@@ -9,6 +9,7 @@ mod cli;
 mod conditional;
 mod crud;
 mod errors;
+mod everything;
 mod history;
 mod import;
 mod medical_necessity;

@@ -66,6 +66,8 @@ async fn capability_statement_lists_each_type_and_its_interactions() {
         patient["operation"],
         serde_json::json!([{"name": "medical-necessity",
                             "definition": "https://ketamine-fhir.example.org/fhir/OperationDefinition/Patient-medical-necessity"},
+                           {"name": "everything",
+                            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
                            {"name": "export",
                             "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}])
     );
@@ -272,5 +274,5 @@ async fn every_documented_operation_answers_with_a_documented_status() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 33);
+    assert_eq!(checked, 35);
 }
