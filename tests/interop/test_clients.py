@@ -131,8 +131,14 @@ def test_the_capability_statement_is_r4_and_lists_everything(client):
     assert statement.kind == "instance"
     patient = next(r for r in statement.rest[0].resource if r.type == "Patient")
     assert [(o.name, o.definition) for o in patient.operation] == [
-        ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything")
+        (
+            "medical-necessity",
+            "https://ketamine-fhir.example.org/fhir/OperationDefinition/Patient-medical-necessity",
+        ),
+        ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),
+        ("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"),
     ]
+    assert {"transaction", "batch"} <= {i.code for i in statement.rest[0].interaction}
     observation = next(r for r in statement.rest[0].resource if r.type == "Observation")
     assert {"subject", "code", "date"} <= {p.name for p in observation.searchParam}
 
@@ -202,14 +208,7 @@ def test_search_pages_are_walked_by_the_client(client, patient):
     assert raw.entry[0].fullUrl == f"{BASE_URL}/Observation/{raw.entry[0].resource.id}"
 
 
-def server_interactions(client):
-    statement = client.execute("metadata", method="get")
-    return {i["code"] for i in statement["rest"][0].get("interaction", [])}
-
-
 def test_a_transaction_creates_a_patient_and_its_observation(client):
-    if "transaction" not in server_interactions(client):
-        pytest.skip("the CapabilityStatement does not list the transaction interaction")
     patient_url, observation_url = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
     mrn = f"KC{uuid.uuid4().hex[:8]}"
     transaction = {
