@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde_json::Value;
 
 use super::compartment::{outside_patient_compartments, patient_compartment_types};
 use super::dates::date_range_in;
@@ -195,49 +194,6 @@ fn page_size(value: &str, limits: PageLimits) -> ApiResult<i64> {
     }
 }
 
-/// The parameters of a `POST` body: a Parameters resource whose parts carry primitive
-/// values (`valueDate`, `valueInstant`, `valueCode`, `valueInteger`, …).
-pub fn parameters_of_body(body: &Value) -> ApiResult<Vec<(String, String)>> {
-    if body["resourceType"] != "Parameters" {
-        return Err(ApiError::bad_request(
-            "The body of POST $everything must be a Parameters resource",
-        ));
-    }
-    let Some(parts) = body.get("parameter") else {
-        return Ok(Vec::new());
-    };
-    let parts = parts.as_array().ok_or_else(|| {
-        ApiError::bad_parameter(
-            "Parameters.parameter",
-            "Parameters.parameter must be an array",
-        )
-    })?;
-    parts.iter().map(parameter_value).collect()
-}
-
-fn parameter_value(part: &Value) -> ApiResult<(String, String)> {
-    let name = part["name"].as_str().ok_or_else(|| {
-        ApiError::bad_parameter("Parameters.parameter.name", "Every parameter needs a name")
-    })?;
-    let values: Vec<(&String, &Value)> = part
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(key, _)| key.starts_with("value"))
-        .collect();
-    let text = match values.as_slice() {
-        [(_, Value::String(text))] => text.clone(),
-        [(_, Value::Number(number))] => number.to_string(),
-        _ => {
-            return Err(ApiError::bad_parameter(
-                name,
-                format!("The parameter '{name}' needs one primitive value[x], such as valueDate"),
-            ));
-        }
-    };
-    Ok((name.to_string(), text))
-}
-
 /// The date search parameter that holds when the care a resource records took place, for
 /// the types that have one; `start` and `end` restrict these types only.
 pub fn care_date_parameter(resource_type: &str) -> Option<&'static str> {
@@ -379,26 +335,5 @@ mod tests {
         );
         let strict = parse(&params(&[("foo", "1")]), LIMITS, chrono_tz::UTC, true);
         assert!(matches!(strict, Err(ApiError::BadRequest(_, Some(p))) if p == "foo"));
-    }
-
-    #[test]
-    fn a_parameters_body_gives_name_value_pairs() {
-        let body = serde_json::json!({"resourceType": "Parameters", "parameter": [
-            {"name": "start", "valueDate": "2026-01-01"},
-            {"name": "_type", "valueCode": "Observation"},
-            {"name": "_count", "valueInteger": 5}
-        ]});
-        assert_eq!(
-            parameters_of_body(&body).unwrap(),
-            params(&[
-                ("start", "2026-01-01"),
-                ("_type", "Observation"),
-                ("_count", "5")
-            ])
-        );
-        let no_value =
-            serde_json::json!({"resourceType": "Parameters", "parameter": [{"name": "start"}]});
-        assert!(parameters_of_body(&no_value).is_err());
-        assert!(parameters_of_body(&serde_json::json!({"resourceType": "Patient"})).is_err());
     }
 }

@@ -12,6 +12,7 @@ pub mod fhirpath;
 pub mod invariants;
 pub mod narrative;
 pub mod outcome;
+pub mod parameters;
 pub mod resource;
 pub mod search;
 pub mod search_index;

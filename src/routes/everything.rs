@@ -15,8 +15,9 @@ use crate::error::ApiResult;
 use crate::fhir::FHIR_JSON;
 use crate::fhir::bundle::{Link, SearchMode, search_entry, searchset_of};
 use crate::fhir::compartment::patient_compartment_types;
-use crate::fhir::everything::{self, EverythingRequest, parameters_of_body, referenced_types};
+use crate::fhir::everything::{self, EverythingRequest, referenced_types};
 use crate::fhir::outcome::{Issue, operation_outcome};
+use crate::fhir::parameters::name_value_pairs;
 use crate::fhir::search::CURSOR_PARAMETER;
 use crate::store::everything::{EverythingPage, EverythingQuery};
 use crate::store::search::Cursor;
@@ -69,7 +70,10 @@ pub async fn everything_post(
     let body = read_body(&request, payload, state.max_body_bytes).await?;
     if !body.is_empty() {
         require_content_type(&request, RESOURCE_CONTENT_TYPES)?;
-        parameters.extend(parameters_of_body(&parse_json(&body, state.json_limits)?)?);
+        parameters.extend(name_value_pairs(
+            &parse_json(&body, state.json_limits)?,
+            "The body of POST $everything must be a Parameters resource",
+        )?);
     }
     run(&request, &path, parameters, &state, &principal).await
 }

@@ -19,7 +19,7 @@ use crate::clinic::prior_auth::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::dates::date_range_in;
-use crate::fhir::resource::resource_type_of;
+use crate::fhir::parameters::name_value_pairs;
 use crate::fhir::{FHIR_JSON, ResourceId};
 use crate::store;
 
@@ -94,7 +94,10 @@ pub async fn medical_necessity_post(
     let patient = authorized_patient(&state, &principal, &path).await?;
     require_content_type(&request, RESOURCE_CONTENT_TYPES)?;
     let body = read_body(&request, payload, state.max_body_bytes).await?;
-    let parameters = parameters_body(&parse_json(&body, state.json_limits)?)?;
+    let parameters = name_value_pairs(
+        &parse_json(&body, state.json_limits)?,
+        "The body must be a Parameters resource",
+    )?;
     package(&state, patient, &parameters).await
 }
 
@@ -144,40 +147,6 @@ async fn package(
     let bundle =
         prior_auth::build(&sources, &request, &context).map_err(ApiError::Unprocessable)?;
     Ok(HttpResponse::Ok().content_type(FHIR_JSON).json(bundle))
-}
-
-/// The parameters of a Parameters body as `(name, value)` pairs, like a query's.
-fn parameters_body(body: &Value) -> ApiResult<Vec<(String, String)>> {
-    if resource_type_of(body) != Some("Parameters") {
-        return Err(ApiError::bad_request(
-            "The body must be a Parameters resource",
-        ));
-    }
-    let mut pairs = Vec::new();
-    for parameter in body["parameter"].as_array().into_iter().flatten() {
-        let Some(name) = parameter["name"].as_str() else {
-            return Err(ApiError::bad_parameter(
-                "Parameters.parameter.name",
-                "Every parameter needs a name",
-            ));
-        };
-        let value = parameter.as_object().and_then(|fields| {
-            let mut values = fields.iter().filter(|(key, _)| key.starts_with("value"));
-            match (values.next(), values.next()) {
-                (Some((_, Value::String(text))), None) => Some(text.clone()),
-                (Some((_, Value::Number(number))), None) => Some(number.to_string()),
-                _ => None,
-            }
-        });
-        let value = value.ok_or_else(|| {
-            ApiError::bad_parameter(
-                name,
-                format!("The parameter '{name}' needs one primitive value[x] (valueString, valueDate, valueInteger, ...)"),
-            )
-        })?;
-        pairs.push((name.to_string(), value));
-    }
-    Ok(pairs)
 }
 
 /// What the caller asks for, or a 400 naming the parameter at fault.
@@ -343,7 +312,6 @@ fn whole_number(parameters: &[(String, String)], name: &str) -> ApiResult<Option
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use serde_json::json;
 
     use super::*;
 
@@ -439,34 +407,6 @@ mod tests {
         ];
         for (query, parameter) in cases {
             assert_eq!(refused(query), parameter, "{query}");
-        }
-    }
-
-    #[test]
-    fn a_parameters_body_gives_the_same_pairs_as_a_query() {
-        let body = json!({"resourceType": "Parameters", "parameter": [
-            {"name": "coverage", "valueId": "cov-1"},
-            {"name": "start", "valueDate": "2026-03-01"},
-            {"name": "planned-infusions", "valuePositiveInt": 4}
-        ]});
-        assert_eq!(
-            parameters_body(&body).unwrap(),
-            [
-                ("coverage".to_string(), "cov-1".to_string()),
-                ("start".to_string(), "2026-03-01".to_string()),
-                ("planned-infusions".to_string(), "4".to_string())
-            ]
-        );
-        for bad in [
-            json!({"resourceType": "Patient"}),
-            json!({"resourceType": "Parameters", "parameter": [{"valueString": "x"}]}),
-            json!({"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": {}}]}),
-            json!({"resourceType": "Parameters", "parameter": [{"name": "coverage", "valueId": "a", "valueString": "b"}]}),
-        ] {
-            assert!(
-                matches!(parameters_body(&bad), Err(ApiError::BadRequest(..))),
-                "{bad}"
-            );
         }
     }
 }
