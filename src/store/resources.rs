@@ -148,21 +148,13 @@ pub async fn read_version(
     id: &ResourceId,
     version_id: i32,
 ) -> ApiResult<Option<Version>> {
-    version_on(&mut *connection(pool).await?, resource_type, id, version_id).await
-}
-
-pub(super) async fn version_on(
-    conn: &mut AsyncPgConnection,
-    resource_type: &ResourceType,
-    id: &ResourceId,
-    version_id: i32,
-) -> ApiResult<Option<Version>> {
+    let mut conn = connection(pool).await?;
     Ok(resource_versions::table
         .filter(resource_versions::resource_type.eq(resource_type.as_str()))
         .filter(resource_versions::id.eq(id.as_str()))
         .filter(resource_versions::version_id.eq(version_id))
         .select(Version::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?)
 }

@@ -1,14 +1,11 @@
-//! A database transaction that spans several interactions: the single write path,
-//! conditional matches, reads and searches on one connection, committed or rolled back
-//! together. Every write of the service runs in one (a transaction Bundle runs all its
+//! A database transaction that spans several interactions: the single write path and
+//! conditional matches on one connection, committed or rolled back together. Every write of the service runs in one (a transaction Bundle runs all its
 //! entries in one).
 
 use diesel_async::{AnsiTransactionManager, TransactionManager};
 
-use super::resources::{
-    self, Current, Matched, NextContent, Version, WriteContext, WriteMethod, Written,
-};
-use super::search::{self, SearchPage, SearchQuery};
+use super::resources::{self, Current, Matched, NextContent, WriteContext, WriteMethod, Written};
+use super::search::SearchQuery;
 use super::{Connection, Pool, connection};
 use crate::error::ApiResult;
 use crate::fhir::{ResourceId, ResourceType};
@@ -56,10 +53,6 @@ impl<'a> Tx<'a> {
         }
     }
 
-    pub fn context(&self) -> &WriteContext {
-        self.context
-    }
-
     /// The single write path (see `resources::write_version`) inside this transaction.
     pub async fn write<F>(
         &mut self,
@@ -96,27 +89,5 @@ impl<'a> Tx<'a> {
     ) -> ApiResult<Matched> {
         resources::lock(&mut self.conn, &format!("conditional {lock_key}")).await?;
         resources::matching(&mut self.conn, resource_type, criteria).await
-    }
-
-    pub async fn read_current(
-        &mut self,
-        resource_type: &ResourceType,
-        id: &ResourceId,
-    ) -> ApiResult<Option<Current>> {
-        resources::current_on(&mut self.conn, resource_type, id).await
-    }
-
-    pub async fn read_version(
-        &mut self,
-        resource_type: &ResourceType,
-        id: &ResourceId,
-        version_id: i32,
-    ) -> ApiResult<Option<Version>> {
-        resources::version_on(&mut self.conn, resource_type, id, version_id).await
-    }
-
-    /// One page of a search, seeing this transaction's writes.
-    pub async fn search(&mut self, query: &SearchQuery) -> ApiResult<SearchPage> {
-        search::search_on(&mut self.conn, query).await
     }
 }
