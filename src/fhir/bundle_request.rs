@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
+use super::resource::parse_etag;
 use super::{ResourceId, ResourceType, parse_version_id};
 use crate::error::{ApiError, ApiResult};
 
@@ -325,12 +326,6 @@ fn error_text(error: &ApiError) -> String {
         ApiError::BadRequest(text, _) => text.clone(),
         other => other.to_string(),
     }
-}
-
-fn parse_etag(text: &str) -> Option<i32> {
-    let text = text.trim();
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    text.trim_matches('"').parse().ok()
 }
 
 /// The JSON Patch a PATCH entry carries as a Binary (`contentType`

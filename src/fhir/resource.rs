@@ -14,6 +14,13 @@ pub fn etag(version_id: i32) -> String {
     format!("W/\"{version_id}\"")
 }
 
+/// The version an ETag names (`W/"3"` or `"3"`), if it is one.
+pub fn parse_etag(text: &str) -> Option<i32> {
+    let trimmed = text.trim();
+    let unweak = trimmed.strip_prefix("W/").unwrap_or(trimmed);
+    unweak.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+}
+
 /// Sets the server-owned fields, keeping everything else the client sent in `meta`
 /// (profile, tag, security, extensions) untouched.
 pub fn stamp_meta(resource: &mut Value, id: &str, version_id: i32, last_updated: DateTime<Utc>) {

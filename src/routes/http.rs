@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::FHIR_JSON;
 use crate::fhir::outcome::{Issue, operation_outcome};
-use crate::fhir::resource::{etag, instant};
+use crate::fhir::resource::{etag, instant, parse_etag};
 use crate::fhir::strict_json::Limits;
 use crate::store::resources::{Version, Written};
 
@@ -139,12 +139,6 @@ pub fn if_match(headers: &HeaderMap) -> ApiResult<Option<i32>> {
             "If-Match '{text}' is not a version ETag such as W/\"3\""
         ))
     })
-}
-
-fn parse_etag(text: &str) -> Option<i32> {
-    let trimmed = text.trim();
-    let unweak = trimmed.strip_prefix("W/").unwrap_or(trimmed);
-    unweak.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
 }
 
 /// Does `If-None-Match` name this version (or `*`)?
