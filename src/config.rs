@@ -18,6 +18,11 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// A file holding the PostgreSQL connection URL (a mounted secret). When set it is read
+    /// at start and replaces DATABASE_URL, so the password need not sit in the environment.
+    #[arg(long, global = true, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+
     /// Address the HTTP server binds to (`host:port`; port 0 picks a free port).
     #[arg(
         long,
@@ -187,6 +192,47 @@ pub struct Config {
 
     #[command(flatten)]
     pub bulk_export: BulkExportConfig,
+
+    #[command(flatten)]
+    pub edge: EdgeConfig,
+}
+
+/// Protection at the HTTP edge: CORS for browser clients and per-client rate limits
+/// (src/security/).
+#[derive(Debug, Clone, Args)]
+pub struct EdgeConfig {
+    /// Origins of browser applications allowed to call the API (comma-separated, e.g.
+    /// `https://app.example.org`, or `*` for any origin). Empty: no cross-origin access.
+    /// The server's own origin is always allowed, so the Swagger UI works.
+    #[arg(
+        long,
+        global = true,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Requests per second each client may make, sustained (0 = no limit). A client is
+    /// the subject of its verified token, or its IP address without one. Above the limit
+    /// requests get 429 with `Retry-After`.
+    #[arg(
+        long,
+        global = true,
+        env = "RATE_LIMIT_PER_SECOND",
+        default_value_t = 10_000
+    )]
+    pub rate_limit_per_second: u32,
+
+    /// Requests a client may make at once above the sustained rate before it is limited.
+    #[arg(
+        long,
+        global = true,
+        env = "RATE_LIMIT_BURST",
+        default_value_t = 20_000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub rate_limit_burst: u32,
 }
 
 /// Bulk Data `$export` jobs (src/export/).
@@ -408,6 +454,24 @@ impl Config {
 
     /// The defaults, as a local `serve` would see them with no environment set.
     /// Tests start from this and override what they need.
+    /// Replaces the settings given as files (`*_FILE`, the way container secrets are
+    /// mounted) with the files' contents.
+    pub fn read_secret_files(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.database_url_file {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!("reading DATABASE_URL_FILE {}: {error}", path.display())
+            })?;
+            let url = text.trim();
+            anyhow::ensure!(
+                !url.is_empty(),
+                "DATABASE_URL_FILE {} is empty",
+                path.display()
+            );
+            self.database_url = url.to_string();
+        }
+        Ok(())
+    }
+
     pub fn local_defaults() -> Self {
         use clap::FromArgMatches;
         let command = <Self as Args>::augment_args(clap::Command::new("config"));

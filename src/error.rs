@@ -40,6 +40,10 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
+    /// The client sent more requests than its rate limit allows; retry after this many
+    /// seconds: 429.
+    #[error("too many requests: retry after {0} s")]
+    TooManyRequests(u64),
     /// The database is unreachable or the pool is exhausted: 503, fast.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -111,6 +115,7 @@ impl ApiError {
                 ApiError::UnsupportedMediaType(text(message))
             }
             other @ (ApiError::PayloadTooLarge(_)
+            | ApiError::TooManyRequests(_)
             | ApiError::Unavailable(_)
             | ApiError::JobFailed(_)
             | ApiError::Internal(_)) => other,
@@ -146,6 +151,12 @@ impl ApiError {
                 &format!("Request body exceeds the limit of {limit} bytes"),
             ),
             ApiError::UnsupportedMediaType(text) => single("not-supported", text),
+            ApiError::TooManyRequests(seconds) => single(
+                "throttled",
+                &format!(
+                    "This client has sent more requests than its rate limit allows; retry in {seconds} s"
+                ),
+            ),
             ApiError::Unavailable(text) => single("transient", text),
             ApiError::JobFailed(text) => single("exception", text),
             ApiError::Internal(_) => single(
@@ -173,6 +184,7 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::JobFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -198,6 +210,9 @@ impl ResponseError for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="fhir", error="insufficient_scope""#),
                 ));
+            }
+            ApiError::TooManyRequests(seconds) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(*seconds)));
             }
             ApiError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));

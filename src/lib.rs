@@ -10,6 +10,7 @@ pub mod import;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod security;
 pub mod seed;
 pub mod startup;
 pub mod store;

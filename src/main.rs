@@ -72,7 +72,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = cli.config;
+    let mut config = cli.config;
+    config.read_secret_files()?;
     match cli.command {
         Command::Serve => {
             telemetry::init_tracing(config.log_format);

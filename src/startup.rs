@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 
 use crate::auth::TokenVerifier;
@@ -15,6 +15,7 @@ use crate::export::{ExportContext, ExportSettings};
 use crate::fhir::search::PageLimits;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
+use crate::security::{cors, headers, rate_limit::RateLimits};
 use crate::store::search::Total;
 use crate::store::{self, Pool};
 use crate::subscriptions::delivery::{self, Deliverer};
@@ -98,11 +99,25 @@ impl Application {
         let metrics = web::Data::from(metrics);
         let openapi = crate::openapi::configure(crate::openapi::document());
         let shared_state = state.clone();
+        let edge = config.edge.clone();
+        let own_origin = cors::origin_of(&base_url);
+        let rate_limits = web::Data::new(RateLimits::from_config(&config.edge));
         let mut server = HttpServer::new(move || {
+            let rate_limits = rate_limits.clone();
+            let cors_policy = cors::policy(&edge, &own_origin);
             App::new()
                 .app_data(state.clone())
                 .app_data(verifier.clone())
                 .app_data(metrics.clone())
+                .app_data(rate_limits)
+                // Innermost first: a 429 still gets CORS and security headers, and every
+                // response its request id and log line.
+                .wrap(from_fn(crate::security::rate_limit::limit_rate))
+                .wrap(Condition::new(
+                    cors_policy.is_some(),
+                    cors_policy.unwrap_or_default(),
+                ))
+                .wrap(from_fn(headers::add_security_headers))
                 .wrap(from_fn(telemetry::request_context))
                 .configure(routes::configure)
                 .configure(openapi.clone())

@@ -20,6 +20,50 @@ pub fn binary(app: &TestApp) -> Command {
     command
 }
 
+/// A free loopback port for a server the test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most 20 s) until the server on `port` answers `/readyz` with 200.
+pub async fn wait_until_ready(client: &reqwest::Client, port: u16) {
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(response) = client.get(&ready_url).send().await
+            && response.status() == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server on port {port} did not become ready");
+}
+
+/// Sends SIGTERM and waits (at most 15 s) for the process to exit.
+pub async fn stop_with_sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopped = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(15),
+            "the server did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn token_prints_only_a_token_that_the_server_honours() {
     let app = TestApp::spawn().await;
@@ -108,11 +152,7 @@ async fn migrate_applies_once_and_readiness_follows() {
 async fn serve_migrates_an_empty_database_and_stops_cleanly_on_sigterm() {
     let app = TestApp::spawn().await;
     let database_url = create_database().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = binary(&app)
         .arg("serve")
         .env("DATABASE_URL", &database_url)
@@ -122,34 +162,7 @@ async fn serve_migrates_an_empty_database_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let ready_url = format!("http://127.0.0.1:{port}/readyz");
-    let started = Instant::now();
-    let mut ready = false;
-    while started.elapsed() < Duration::from_secs(20) {
-        if let Ok(response) = app.client.get(&ready_url).send().await
-            && response.status() == StatusCode::OK
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "serve did not become ready");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(15),
-            "serve did not stop after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    wait_until_ready(&app.client, port).await;
+    let status = stop_with_sigterm(&mut child).await;
     assert!(status.success(), "serve exited with {status}");
 }

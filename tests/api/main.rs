@@ -10,6 +10,7 @@ mod conditional;
 mod crud;
 mod errors;
 mod everything;
+mod hardening;
 mod history;
 mod import;
 mod medical_necessity;

@@ -166,7 +166,7 @@ async fn the_report_shows_the_patient_charts_and_series_to_those_allowed() {
 
 /// The chromium to render with: `CHROMIUM`, else /usr/bin/chromium. Missing is a failure:
 /// scripts/test installs it (scripts/lib/chromium.sh).
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     let path = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
