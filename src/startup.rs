@@ -98,11 +98,13 @@ impl Application {
         let metrics = web::Data::from(metrics);
         let openapi = crate::openapi::configure(crate::openapi::document());
         let shared_state = state.clone();
+        let deadline = web::Data::new(routes::deadline::RequestDeadline(config.request_timeout()));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(verifier.clone())
                 .app_data(metrics.clone())
+                .app_data(deadline.clone())
                 .wrap(from_fn(telemetry::request_context))
                 .configure(routes::configure)
                 .configure(openapi.clone())

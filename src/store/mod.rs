@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
@@ -35,14 +37,15 @@ pub type Connection = diesel_async::pooled_connection::deadpool::Object<AsyncPgC
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// Queries that run longer than this are cancelled by PostgreSQL, so no request hangs forever.
-const STATEMENT_TIMEOUT_MS: u64 = 15_000;
-
 /// Builds the pool. Connections are made lazily, so the server starts even while the
-/// database is down and recovers on its own when it comes back.
+/// database is down and recovers on its own when it comes back: a connection is checked
+/// with a query before it is handed out again (deadpool's `Verified` recycling), and one
+/// that fails or was left inside a transaction is dropped, not reused.
 pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
     let mut manager_config = ManagerConfig::default();
-    manager_config.custom_setup = Box::new(|url| {
+    manager_config.recycling_method = RecyclingMethod::Verified;
+    let statement_timeout_ms = config.db_statement_timeout_ms;
+    manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_string();
         async move {
             let mut conn = AsyncPgConnection::establish_with_timeout(&url).await?;
@@ -50,9 +53,11 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
             // take milliseconds: its compile time alone would exceed them. Merge joins are
             // off because the planner costs them from a column's whole range: a search page
             // that starts deep in creation order (`resource_seq > cursor`) was planned as a
-            // merge that first reads every index row before the cursor.
+            // merge that first reads every index row before the cursor. The statement
+            // timeout keeps a slow or blocked statement from holding a connection and its
+            // request past any deadline.
             conn.batch_execute(&format!(
-                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET jit = off; SET enable_mergejoin = off"
+                "SET statement_timeout = {statement_timeout_ms}; SET jit = off; SET enable_mergejoin = off"
             ))
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
