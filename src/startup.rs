@@ -41,7 +41,7 @@ impl Application {
     /// Binds the listener (port 0 picks a free one) and builds the server. Migrations are
     /// not run here: `serve` and the tests run them first.
     pub fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = store::build_pool(config)?;
+        let pool = store::build_request_pool(config)?;
         let verifier = web::Data::new(TokenVerifier::from_config(config)?);
         let listener = TcpListener::bind(config.listen_addr)?;
         let address = listener.local_addr()?;

@@ -42,6 +42,18 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// with a query before it is handed out again (deadpool's `Verified` recycling), and one
 /// that fails or was left inside a transaction is dropped, not reused.
 pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
+    pool_with(config, None)
+}
+
+/// The pool of the HTTP requests. Their transactions never wait between statements for
+/// anything but the server's own work, so one idle in a transaction for longer than a
+/// statement may run belongs to a request abandoned at its deadline: PostgreSQL ends it,
+/// releasing its locks, instead of it waiting for the pool to recycle its connection.
+pub fn build_request_pool(config: &Config) -> anyhow::Result<Pool> {
+    pool_with(config, Some(config.db_statement_timeout_ms))
+}
+
+fn pool_with(config: &Config, idle_in_transaction_ms: Option<u64>) -> anyhow::Result<Pool> {
     let mut manager_config = ManagerConfig::default();
     manager_config.recycling_method = RecyclingMethod::Verified;
     let statement_timeout_ms = config.db_statement_timeout_ms;
@@ -56,8 +68,11 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
             // merge that first reads every index row before the cursor. The statement
             // timeout keeps a slow or blocked statement from holding a connection and its
             // request past any deadline.
+            let idle = idle_in_transaction_ms.map_or(String::new(), |ms| {
+                format!("; SET idle_in_transaction_session_timeout = {ms}")
+            });
             conn.batch_execute(&format!(
-                "SET statement_timeout = {statement_timeout_ms}; SET jit = off; SET enable_mergejoin = off"
+                "SET statement_timeout = {statement_timeout_ms}; SET jit = off; SET enable_mergejoin = off{idle}"
             ))
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
