@@ -326,7 +326,10 @@ mod tests {
     fn operational_database_failures_are_503_and_others_are_not() {
         let outage = |code: &str| Some((503, code.to_string()));
         for (message, expected) in [
-            ("canceling statement due to statement timeout", outage("timeout")),
+            (
+                "canceling statement due to statement timeout",
+                outage("timeout"),
+            ),
             (
                 "could not extend file \"base/16384/16500\": No space left on device",
                 outage("transient"),
@@ -335,11 +338,20 @@ mod tests {
                 "could not extend file \"base/1/2\": wrote only 4096 of 8192 bytes at block 7",
                 outage("transient"),
             ),
-            ("terminating connection due to administrator command", outage("transient")),
+            (
+                "terminating connection due to administrator command",
+                outage("transient"),
+            ),
             ("the database system is shutting down", outage("transient")),
             ("sorry, too many clients already", outage("transient")),
-            ("cannot execute INSERT in a read-only transaction", outage("transient")),
-            ("could not extend file \"base/1/2\": Permission denied", None),
+            (
+                "cannot execute INSERT in a read-only transaction",
+                outage("transient"),
+            ),
+            (
+                "could not extend file \"base/1/2\": Permission denied",
+                None,
+            ),
             ("cannot execute INSERT: relation is a view", None),
             ("duplicate key value violates unique constraint", None),
         ] {

@@ -28,7 +28,10 @@ pub fn assert_versions_whole(cluster: &Cluster, database: &str) {
          WHERE v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id \
          AND v.deleted = r.deleted AND v.content IS NOT DISTINCT FROM r.content)",
     );
-    assert_eq!(mismatched, "0", "current rows that are not their last version");
+    assert_eq!(
+        mismatched, "0",
+        "current rows that are not their last version"
+    );
     let orphans = cluster.sql(
         database,
         "SELECT count(*) FROM resource_versions v LEFT JOIN resources r \
@@ -70,7 +73,10 @@ pub fn assert_indexes_intact(cluster: &Cluster, database: &str) {
          JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
          WHERE a.amname = 'btree' AND c.relkind = 'i' AND c.relpersistence <> 't'",
     );
-    assert!(checked.parse::<u32>().unwrap() > 50, "{checked} indexes checked");
+    assert!(
+        checked.parse::<u32>().unwrap() > 50,
+        "{checked} indexes checked"
+    );
 }
 
 /// The marks (first identifier values) of every stored version.

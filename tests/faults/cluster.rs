@@ -70,10 +70,8 @@ fn checked(what: &str, output: Output) -> String {
 impl Cluster {
     /// A new cluster, started, with `settings` appended to postgresql.conf.
     pub fn start_new(settings: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "ketamine-faults-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("ketamine-faults-{}", uuid::Uuid::new_v4().simple()));
         let cluster = Cluster {
             dir,
             port: free_port(),
@@ -135,11 +133,7 @@ impl Cluster {
         self.give(dir);
         checked(
             "chmod",
-            Command::new("chmod")
-                .arg("700")
-                .arg(dir)
-                .output()
-                .unwrap(),
+            Command::new("chmod").arg("700").arg(dir).output().unwrap(),
         );
     }
 
@@ -280,7 +274,10 @@ impl Drop for Cluster {
             let _ = if running_as_root() {
                 Command::new("umount").arg(mount).output()
             } else {
-                Command::new("sudo").args(["-n", "umount"]).arg(mount).output()
+                Command::new("sudo")
+                    .args(["-n", "umount"])
+                    .arg(mount)
+                    .output()
             };
         }
         if std::thread::panicking() {

@@ -49,19 +49,34 @@ fn stored(answer: &crate::server::Answer, mark: &str) -> Ack {
 
 /// Writer `w`: creates its own Patients, updates them (with If-Match), deletes some, and
 /// updates the shared ones, until the server stops answering or its operations run out.
-async fn writer(server: Arc<Server>, w: usize, shared: Arc<Vec<String>>, acked: Arc<AtomicUsize>) -> Vec<Ack> {
+async fn writer(
+    server: Arc<Server>,
+    w: usize,
+    shared: Arc<Vec<String>>,
+    acked: Arc<AtomicUsize>,
+) -> Vec<Ack> {
     let mut acks = Vec::new();
     // Own live Patients and their current versions.
     let mut own: Vec<(String, i64)> = Vec::new();
     for k in 0..MAX_OPERATIONS {
         let mark = format!("w{w}n{k}");
         let (method, path, body, headers) = match k % 5 {
-            0 | 1 => (Method::POST, "/fhir/Patient".to_string(), Some(marked_patient(&mark)), vec![]),
+            0 | 1 => (
+                Method::POST,
+                "/fhir/Patient".to_string(),
+                Some(marked_patient(&mark)),
+                vec![],
+            ),
             2 if !own.is_empty() => {
                 let (id, version) = own[k % own.len()].clone();
                 let mut body = marked_patient(&mark);
                 body["id"] = Value::String(id.clone());
-                (Method::PUT, format!("/fhir/Patient/{id}"), Some(body), vec![("If-Match", format!("W/\"{version}\""))])
+                (
+                    Method::PUT,
+                    format!("/fhir/Patient/{id}"),
+                    Some(body),
+                    vec![("If-Match", format!("W/\"{version}\""))],
+                )
             }
             3 if own.len() > 2 => {
                 let (id, _) = own.remove(0);
@@ -71,15 +86,25 @@ async fn writer(server: Arc<Server>, w: usize, shared: Arc<Vec<String>>, acked: 
                 let id = &shared[k % SHARED];
                 let mut body = marked_patient(&mark);
                 body["id"] = Value::String(id.clone());
-                (Method::PUT, format!("/fhir/Patient/{id}"), Some(body), vec![])
+                (
+                    Method::PUT,
+                    format!("/fhir/Patient/{id}"),
+                    Some(body),
+                    vec![],
+                )
             }
         };
-        let Ok(answer) = server.try_send_with(method.clone(), &path, body.as_ref(), &headers).await else {
+        let Ok(answer) = server
+            .try_send_with(method.clone(), &path, body.as_ref(), &headers)
+            .await
+        else {
             break;
         };
         match (method, answer.status) {
             (Method::DELETE, StatusCode::OK | StatusCode::NO_CONTENT) => {
-                acks.push(Ack::Deleted { id: path.rsplit('/').next().unwrap().to_string() });
+                acks.push(Ack::Deleted {
+                    id: path.rsplit('/').next().unwrap().to_string(),
+                });
             }
             (_, StatusCode::OK | StatusCode::CREATED) => {
                 let ack = stored(&answer, &mark);
@@ -106,7 +131,13 @@ async fn acknowledged_writes_survive_a_sigkill_whole_and_indexed() {
 
     let mut shared = Vec::new();
     for s in 0..SHARED {
-        let answer = server.send(Method::POST, "/fhir/Patient", Some(&marked_patient(&format!("shared{s}")))).await;
+        let answer = server
+            .send(
+                Method::POST,
+                "/fhir/Patient",
+                Some(&marked_patient(&format!("shared{s}"))),
+            )
+            .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
         shared.push(answer.body["id"].as_str().unwrap().to_string());
     }
@@ -118,7 +149,11 @@ async fn acknowledged_writes_survive_a_sigkill_whole_and_indexed() {
         .collect();
     let started = Instant::now();
     while acked.load(Ordering::SeqCst) < KILL_AFTER {
-        assert!(started.elapsed() < Duration::from_secs(60), "writes too slow: {} acknowledged", acked.load(Ordering::SeqCst));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "writes too slow: {} acknowledged",
+            acked.load(Ordering::SeqCst)
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The writers hold the other references; only the kill goes through this one.
@@ -128,10 +163,15 @@ async fn acknowledged_writes_survive_a_sigkill_whole_and_indexed() {
     for writer in writers {
         acks.extend(writer.await.unwrap());
     }
-    server = Arc::try_unwrap(running).ok().expect("the writers have ended");
+    server = Arc::try_unwrap(running)
+        .ok()
+        .expect("the writers have ended");
     server.forget_killed();
     assert!(acks.len() >= KILL_AFTER, "{} acknowledged", acks.len());
-    assert!(acks.len() < WRITERS * MAX_OPERATIONS, "the kill came after every writer had finished");
+    assert!(
+        acks.len() < WRITERS * MAX_OPERATIONS,
+        "the kill came after every writer had finished"
+    );
 
     server.restart().await;
     assert_acknowledged_writes_are_there(&server, &acks).await;
@@ -139,7 +179,11 @@ async fn acknowledged_writes_survive_a_sigkill_whole_and_indexed() {
     assert_search_finds_the_current_content(&server, &cluster, &acks).await;
     let before = index_fingerprint(&cluster, "fhir");
     server.command("reindex");
-    assert_eq!(index_fingerprint(&cluster, "fhir"), before, "the index differs from a rebuild");
+    assert_eq!(
+        index_fingerprint(&cluster, "fhir"),
+        before,
+        "the index differs from a rebuild"
+    );
     assert_indexes_intact(&cluster, "fhir");
 }
 
@@ -155,13 +199,29 @@ async fn assert_acknowledged_writes_are_there(server: &Server, acks: &[Ack]) {
     for ack in acks {
         match ack {
             Ack::Stored { id, version, mark } => {
-                let answer = server.get(&format!("/fhir/Patient/{id}/_history/{version}")).await;
-                assert_eq!(answer.status, StatusCode::OK, "Patient/{id} version {version}: {}", answer.body);
-                assert_eq!(answer.body["identifier"][0]["value"], mark.as_str(), "Patient/{id} version {version}");
+                let answer = server
+                    .get(&format!("/fhir/Patient/{id}/_history/{version}"))
+                    .await;
+                assert_eq!(
+                    answer.status,
+                    StatusCode::OK,
+                    "Patient/{id} version {version}: {}",
+                    answer.body
+                );
+                assert_eq!(
+                    answer.body["identifier"][0]["value"],
+                    mark.as_str(),
+                    "Patient/{id} version {version}"
+                );
             }
             Ack::Deleted { id } => {
                 let answer = server.get(&format!("/fhir/Patient/{id}")).await;
-                assert_eq!(answer.status, StatusCode::GONE, "deleted Patient/{id}: {}", answer.body);
+                assert_eq!(
+                    answer.status,
+                    StatusCode::GONE,
+                    "deleted Patient/{id}: {}",
+                    answer.body
+                );
             }
         }
     }
@@ -181,14 +241,21 @@ async fn assert_search_finds_the_current_content(server: &Server, cluster: &Clus
             (mark.to_string(), id.to_string())
         })
         .collect();
-    let mut marks: BTreeMap<String, Option<String>> = current.iter().map(|(m, id)| (m.clone(), Some(id.clone()))).collect();
+    let mut marks: BTreeMap<String, Option<String>> = current
+        .iter()
+        .map(|(m, id)| (m.clone(), Some(id.clone())))
+        .collect();
     for ack in acks {
         if let Ack::Stored { mark, .. } = ack {
             marks.entry(mark.clone()).or_insert(None);
         }
     }
     for (mark, expected) in marks {
-        let answer = server.get(&format!("/fhir/Patient?identifier=urn:fault-test|{mark}&_count=10")).await;
+        let answer = server
+            .get(&format!(
+                "/fhir/Patient?identifier=urn:fault-test|{mark}&_count=10"
+            ))
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
         let found: Vec<&str> = answer.body["entry"]
             .as_array()
@@ -196,6 +263,10 @@ async fn assert_search_finds_the_current_content(server: &Server, cluster: &Clus
             .flatten()
             .filter_map(|e| e["resource"]["id"].as_str())
             .collect();
-        assert_eq!(found, expected.as_deref().into_iter().collect::<Vec<_>>(), "search for {mark}");
+        assert_eq!(
+            found,
+            expected.as_deref().into_iter().collect::<Vec<_>>(),
+            "search for {mark}"
+        );
     }
 }

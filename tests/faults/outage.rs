@@ -30,7 +30,13 @@ struct Observed {
     mark: Option<String>,
 }
 
-async fn load(server: Arc<Server>, n: usize, phase: Arc<AtomicU8>, stop: Arc<AtomicBool>, read: String) -> Vec<Observed> {
+async fn load(
+    server: Arc<Server>,
+    n: usize,
+    phase: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+    read: String,
+) -> Vec<Observed> {
     let mut observed = Vec::new();
     for k in 0..MAX_REQUESTS {
         if stop.load(Ordering::SeqCst) {
@@ -39,12 +45,19 @@ async fn load(server: Arc<Server>, n: usize, phase: Arc<AtomicU8>, stop: Arc<Ato
         let sent = phase.load(Ordering::SeqCst);
         let (answer, mark) = if k % 2 == 0 {
             let mark = format!("load{n}x{k}");
-            let answer = server.send(Method::POST, "/fhir/Patient", Some(&marked_patient(&mark))).await;
+            let answer = server
+                .send(Method::POST, "/fhir/Patient", Some(&marked_patient(&mark)))
+                .await;
             (answer, Some(mark))
         } else {
             (server.get(&read).await, None)
         };
-        observed.push(Observed { sent, answered: phase.load(Ordering::SeqCst), answer, mark });
+        observed.push(Observed {
+            sent,
+            answered: phase.load(Ordering::SeqCst),
+            answer,
+            mark,
+        });
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     observed
@@ -54,8 +67,18 @@ async fn load(server: Arc<Server>, n: usize, phase: Arc<AtomicU8>, stop: Arc<Ato
 async fn a_postgres_restart_gives_fast_503s_and_the_same_process_recovers() {
     let cluster = Cluster::start_new(&[]);
     let url = cluster.create_database("fhir", None);
-    let mut server = Server::start(&url, &[("DB_ACQUIRE_TIMEOUT_MS", "1000"), ("DB_POOL_SIZE", "4")]).await;
-    let created = server.send(Method::POST, "/fhir/Patient", Some(&marked_patient("before"))).await;
+    let mut server = Server::start(
+        &url,
+        &[("DB_ACQUIRE_TIMEOUT_MS", "1000"), ("DB_POOL_SIZE", "4")],
+    )
+    .await;
+    let created = server
+        .send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&marked_patient("before")),
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let read = format!("/fhir/Patient/{}", created.body["id"].as_str().unwrap());
     let pid = server.pid();
@@ -64,7 +87,15 @@ async fn a_postgres_restart_gives_fast_503s_and_the_same_process_recovers() {
     let stop = Arc::new(AtomicBool::new(false));
     let server_ref = Arc::new(server);
     let loaders: Vec<_> = (0..LOADERS)
-        .map(|n| tokio::spawn(load(server_ref.clone(), n, phase.clone(), stop.clone(), read.clone())))
+        .map(|n| {
+            tokio::spawn(load(
+                server_ref.clone(),
+                n,
+                phase.clone(),
+                stop.clone(),
+                read.clone(),
+            ))
+        })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -73,14 +104,23 @@ async fn a_postgres_restart_gives_fast_503s_and_the_same_process_recovers() {
     phase.store(DOWN, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ready = server_ref.get("/readyz").await;
-    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.body
+    );
     assert_eq!(ready.issue_code(), "transient");
     tokio::time::sleep(Duration::from_millis(2_500)).await;
 
     phase.store(STARTING, Ordering::SeqCst);
     tokio::task::block_in_place(|| cluster.start());
     let back = Instant::now();
-    server_ref.wait_until("ready again", Duration::from_secs(15), |a| a.status == StatusCode::OK).await;
+    server_ref
+        .wait_until("ready again", Duration::from_secs(15), |a| {
+            a.status == StatusCode::OK
+        })
+        .await;
     let recovery = back.elapsed();
     phase.store(BACK, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -89,7 +129,9 @@ async fn a_postgres_restart_gives_fast_503s_and_the_same_process_recovers() {
     for loader in loaders {
         observed.extend(loader.await.unwrap());
     }
-    server = Arc::try_unwrap(server_ref).ok().expect("the loaders have ended");
+    server = Arc::try_unwrap(server_ref)
+        .ok()
+        .expect("the loaders have ended");
     assert!(server.is_running(), "the server process exited");
     assert_eq!(server.pid(), pid, "the server was restarted");
     eprintln!("ready again {recovery:?} after PostgreSQL started");
@@ -102,17 +144,37 @@ async fn a_postgres_restart_gives_fast_503s_and_the_same_process_recovers() {
             o.answer.body
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            assert!(["transient", "timeout"].contains(&o.answer.issue_code()), "{}", o.answer.body);
+            assert!(
+                ["transient", "timeout"].contains(&o.answer.issue_code()),
+                "{}",
+                o.answer.body
+            );
             assert_eq!(o.answer.retry_after.as_deref(), Some("1"));
         }
         if o.answered == UP || o.sent == BACK {
-            assert!(status.is_success(), "while PostgreSQL was up: {status} {}", o.answer.body);
+            assert!(
+                status.is_success(),
+                "while PostgreSQL was up: {status} {}",
+                o.answer.body
+            );
         }
     }
-    let while_down: Vec<&Observed> = observed.iter().filter(|o| o.sent == DOWN && o.answered == DOWN).collect();
-    assert!(while_down.len() >= 20, "only {} requests while down", while_down.len());
+    let while_down: Vec<&Observed> = observed
+        .iter()
+        .filter(|o| o.sent == DOWN && o.answered == DOWN)
+        .collect();
+    assert!(
+        while_down.len() >= 20,
+        "only {} requests while down",
+        while_down.len()
+    );
     for o in &while_down {
-        assert_eq!(o.answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", o.answer.body);
+        assert_eq!(
+            o.answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            o.answer.body
+        );
         assert!(
             o.answer.elapsed < Duration::from_millis(2 * ACQUIRE_TIMEOUT_MS),
             "a 503 took {:?}",
@@ -120,7 +182,10 @@ async fn a_postgres_restart_gives_fast_503s_and_the_same_process_recovers() {
         );
     }
     let slowest = while_down.iter().map(|o| o.answer.elapsed).max().unwrap();
-    eprintln!("{} requests while down, slowest 503 in {slowest:?}", while_down.len());
+    eprintln!(
+        "{} requests while down, slowest 503 in {slowest:?}",
+        while_down.len()
+    );
 
     // What was acknowledged is stored; what was refused while down is not.
     let stored = crate::checks::stored_marks(&cluster, "fhir");

@@ -151,7 +151,10 @@ impl Server {
             {
                 return;
             }
-            assert!(started.elapsed() < limit, "server not {what} after {limit:?}");
+            assert!(
+                started.elapsed() < limit,
+                "server not {what} after {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -29,7 +29,12 @@ async fn create_eventually(server: &Server, mark: &str, limit: Duration) -> Answ
 }
 
 fn assert_unavailable(answer: &Answer, says: &str) {
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
     assert_eq!(answer.issue_code(), "transient", "{}", answer.body);
     assert_eq!(answer.retry_after.as_deref(), Some("1"));
     let diagnostics = answer.body["issue"][0]["diagnostics"].as_str().unwrap();
@@ -42,7 +47,10 @@ async fn some_patients(server: &Server, prefix: &str, count: usize) -> Vec<Strin
     for i in 0..count {
         let answer = create(server, &marked_patient(&format!("{prefix}-{i}"))).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
-        paths.push(format!("/fhir/Patient/{}", answer.body["id"].as_str().unwrap()));
+        paths.push(format!(
+            "/fhir/Patient/{}",
+            answer.body["id"].as_str().unwrap()
+        ));
     }
     paths
 }
@@ -51,7 +59,9 @@ async fn assert_reads_work(server: &Server, paths: &[String]) {
     for path in paths {
         assert_eq!(server.get(path).await.status, StatusCode::OK, "{path}");
     }
-    let search = server.get("/fhir/Patient?identifier=urn:fault-test|&_count=100").await;
+    let search = server
+        .get("/fhir/Patient?identifier=urn:fault-test|&_count=100")
+        .await;
     assert_eq!(search.status, StatusCode::OK, "{}", search.body);
     assert_eq!(server.get("/readyz").await.status, StatusCode::OK);
 }
@@ -63,7 +73,10 @@ async fn a_read_only_database_refuses_writes_with_503_and_serves_reads() {
     let server = Server::start(&url, &[("DB_POOL_SIZE", "4")]).await;
     let paths = some_patients(&server, "before", 5).await;
 
-    cluster.sql("postgres", "ALTER SYSTEM SET default_transaction_read_only = on");
+    cluster.sql(
+        "postgres",
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    );
     cluster.sql("postgres", "SELECT pg_reload_conf()");
     // As a failover does: the sessions of the old primary end.
     cluster.sql(
@@ -80,14 +93,23 @@ async fn a_read_only_database_refuses_writes_with_503_and_serves_reads() {
     let update = server.send(Method::PUT, &paths[0], Some(&changed)).await;
     assert_unavailable(&update, "read-only");
     assert_reads_work(&server, &paths).await;
-    assert_eq!(cluster.sql("fhir", "SELECT count(*) FROM resource_versions"), versions);
+    assert_eq!(
+        cluster.sql("fhir", "SELECT count(*) FROM resource_versions"),
+        versions
+    );
 
-    cluster.sql("postgres", "ALTER SYSTEM RESET default_transaction_read_only");
+    cluster.sql(
+        "postgres",
+        "ALTER SYSTEM RESET default_transaction_read_only",
+    );
     cluster.sql("postgres", "SELECT pg_reload_conf()");
     let answer = create_eventually(&server, "after", Duration::from_secs(10)).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
     let stored = stored_marks(&cluster, "fhir");
-    assert!(!stored.iter().any(|m| m.starts_with("refused")), "{stored:?}");
+    assert!(
+        !stored.iter().any(|m| m.starts_with("refused")),
+        "{stored:?}"
+    );
     assert_versions_whole(&cluster, "fhir");
 }
 

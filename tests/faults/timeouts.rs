@@ -28,7 +28,9 @@ async fn burst(server: &Server, read: &str, prefix: &str, count: usize) -> Vec<A
             server.get(read).await
         } else {
             let body = marked_patient(&format!("{prefix}-{i}"));
-            server.send(Method::POST, "/fhir/Patient", Some(&body)).await
+            server
+                .send(Method::POST, "/fhir/Patient", Some(&body))
+                .await
         }
     }))
     .await
@@ -59,10 +61,19 @@ async fn blocked_statements_time_out_and_an_exhausted_pool_fails_fast() {
     let answers = burst(&server, &read, "blocked", 10).await;
     let mut codes = Vec::new();
     for answer in &answers {
-        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.body
+        );
         assert_eq!(answer.retry_after.as_deref(), Some("1"));
         // Acquire wait (0.5 s) plus statement timeout (1 s), with room for a loaded machine.
-        assert!(answer.elapsed < Duration::from_secs(4), "took {:?}", answer.elapsed);
+        assert!(
+            answer.elapsed < Duration::from_secs(4),
+            "took {:?}",
+            answer.elapsed
+        );
         codes.push(answer.issue_code().to_string());
     }
     let statement_timeouts = codes.iter().filter(|c| *c == "timeout").count();
@@ -70,7 +81,10 @@ async fn blocked_statements_time_out_and_an_exhausted_pool_fails_fast() {
     assert!(statement_timeouts >= 2, "{codes:?}");
     assert!(pool_waits >= 2, "{codes:?}");
     assert_eq!(statement_timeouts + pool_waits, answers.len(), "{codes:?}");
-    let timed_out = answers.iter().find(|a| a.issue_code() == "timeout").unwrap();
+    let timed_out = answers
+        .iter()
+        .find(|a| a.issue_code() == "timeout")
+        .unwrap();
     assert!(
         timed_out.body["issue"][0]["diagnostics"]
             .as_str()
@@ -83,11 +97,18 @@ async fn blocked_statements_time_out_and_an_exhausted_pool_fails_fast() {
     locker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(server.get(&read).await.status, StatusCode::OK);
     let after = server
-        .send(Method::POST, "/fhir/Patient", Some(&marked_patient("after")))
+        .send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&marked_patient("after")),
+        )
         .await;
     assert_eq!(after.status, StatusCode::CREATED, "{}", after.body);
     let stored = stored_marks(&cluster, "fhir");
-    assert!(!stored.iter().any(|m| m.starts_with("blocked")), "{stored:?}");
+    assert!(
+        !stored.iter().any(|m| m.starts_with("blocked")),
+        "{stored:?}"
+    );
     crate::checks::assert_versions_whole(&cluster, "fhir");
 }
 
@@ -102,11 +123,17 @@ async fn the_request_deadline_answers_before_a_longer_statement_timeout() {
     let mut locker = lock_resources(&url).await;
     let answers = burst(&server, &read, "abandoned", 6).await;
     for answer in &answers {
-        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.body
+        );
         assert_eq!(answer.issue_code(), "timeout", "{}", answer.body);
         assert_eq!(answer.retry_after.as_deref(), Some("1"));
         assert!(
-            answer.elapsed >= Duration::from_millis(1000) && answer.elapsed < Duration::from_secs(3),
+            answer.elapsed >= Duration::from_millis(1000)
+                && answer.elapsed < Duration::from_secs(3),
             "took {:?}",
             answer.elapsed
         );
@@ -131,13 +158,23 @@ async fn the_request_deadline_answers_before_a_longer_statement_timeout() {
         if open == "0" {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "{open} abandoned transactions stay open");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{open} abandoned transactions stay open"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stored = stored_marks(&cluster, "fhir");
-    assert!(!stored.iter().any(|m| m.starts_with("abandoned")), "{stored:?}");
+    assert!(
+        !stored.iter().any(|m| m.starts_with("abandoned")),
+        "{stored:?}"
+    );
     let after = server
-        .send(Method::POST, "/fhir/Patient", Some(&marked_patient("after")))
+        .send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&marked_patient("after")),
+        )
         .await;
     assert_eq!(after.status, StatusCode::CREATED, "{}", after.body);
     assert_eq!(server.get(&read).await.status, StatusCode::OK);
