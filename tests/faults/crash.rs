@@ -173,6 +173,11 @@ async fn acknowledged_writes_survive_a_sigkill_whole_and_indexed() {
         "the kill came after every writer had finished"
     );
 
+    let versions = cluster.sql("fhir", "SELECT count(*) FROM resource_versions");
+    eprintln!(
+        "{} writes acknowledged before the kill; {versions} versions stored",
+        acks.len()
+    );
     server.restart().await;
     assert_acknowledged_writes_are_there(&server, &acks).await;
     assert_versions_whole(&cluster, "fhir");

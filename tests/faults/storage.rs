@@ -163,6 +163,11 @@ async fn a_full_disk_refuses_writes_with_503_and_corrupts_nothing() {
         }
     }
     assert_eq!(refused_in_a_row, 3, "the disk never filled");
+    let accepted = answers
+        .iter()
+        .filter(|(_, a)| a.status == StatusCode::CREATED)
+        .count();
+    eprintln!("{accepted} bulky Patients stored before the disk was full");
     assert_reads_work(&server, &paths).await;
     let stored = stored_marks(&cluster, "fhir");
     for (mark, answer) in &answers {
