@@ -62,6 +62,28 @@ pub struct Config {
     )]
     pub db_acquire_timeout_ms: u64,
 
+    /// PostgreSQL `statement_timeout` of every pooled connection, in milliseconds: a
+    /// statement running longer is cancelled and its request answered 503 (0 = no limit).
+    #[arg(
+        long,
+        global = true,
+        env = "DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
+    pub db_statement_timeout_ms: u64,
+
+    /// Deadline of a request, in milliseconds: a request whose response has not begun by
+    /// then is abandoned and answered 503 (a response already streaming, such as a Bulk
+    /// Data file, is not cut off).
+    #[arg(
+        long,
+        global = true,
+        env = "REQUEST_TIMEOUT_MS",
+        default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub request_timeout_ms: u64,
+
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(
         long,
@@ -450,6 +472,10 @@ impl Config {
 
     pub fn db_acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
 
     /// The defaults, as a local `serve` would see them with no environment set.

@@ -44,9 +44,12 @@ pub enum ApiError {
     /// seconds: 429.
     #[error("too many requests: retry after {0} s")]
     TooManyRequests(u64),
-    /// The database is unreachable or the pool is exhausted: 503, fast.
+    /// The database is unreachable, read-only, full, or the pool is exhausted: 503, fast.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The request passed its deadline, or a statement its `statement_timeout`: 503.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// A background job (a bulk export) failed; the message is written for the client: 500.
     #[error("job failed: {0}")]
     JobFailed(String),
@@ -117,6 +120,7 @@ impl ApiError {
             other @ (ApiError::PayloadTooLarge(_)
             | ApiError::TooManyRequests(_)
             | ApiError::Unavailable(_)
+            | ApiError::Timeout(_)
             | ApiError::JobFailed(_)
             | ApiError::Internal(_)) => other,
         }
@@ -158,6 +162,7 @@ impl ApiError {
                 ),
             ),
             ApiError::Unavailable(text) => single("transient", text),
+            ApiError::Timeout(text) => single("timeout", text),
             ApiError::JobFailed(text) => single("exception", text),
             ApiError::Internal(_) => single(
                 "exception",
@@ -185,7 +190,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::JobFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -214,7 +219,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests(seconds) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(*seconds)));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             _ => {}
@@ -227,38 +232,145 @@ impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match &error {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                ApiError::Unavailable("The database connection was lost; retry shortly".into())
-            }
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => ApiError::Conflict(
                 "A concurrent change touched the same data; retry the request".into(),
             ),
-            _ if is_connection_failure(&error) => {
-                ApiError::Unavailable("The database is not reachable; retry shortly".into())
+            Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => {
+                ApiError::Unavailable(READ_ONLY.into())
             }
-            _ => ApiError::Internal(error.to_string()),
+            // No SQLSTATE: the connection failed (closed, reset, I/O) rather than the statement.
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => ApiError::Unavailable(UNREACHABLE.into()),
+            Error::DatabaseError(_, info) => {
+                database_outage(info.message()).unwrap_or_else(|| ApiError::internal(&error))
+            }
+            _ => ApiError::internal(&error),
         }
     }
 }
 
-/// tokio-postgres reports a dropped server as an "unknown" database error whose text names
-/// the connection; classify it as an outage, not an internal fault.
-fn is_connection_failure(error: &diesel::result::Error) -> bool {
-    let text = error.to_string().to_ascii_lowercase();
-    [
-        "connection closed",
-        "connection reset",
-        "broken pipe",
-        "terminating connection",
-        "admin_shutdown",
-        "cannot connect",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
+const UNREACHABLE: &str = "The database is not reachable; retry shortly";
+const READ_ONLY: &str =
+    "The database accepts no writes right now (read-only); reads still work; retry shortly";
+
+/// What a failing statement says about the database, not about the request.
+#[derive(Clone, Copy)]
+enum Outage {
+    StatementTimeout,
+    DiskFull,
+    Busy,
+    Down,
+    ReadOnly,
+}
+
+/// PostgreSQL's operational failures by the start of their message, since diesel passes on
+/// the message (in English unless the server's `lc_messages` says otherwise) but not the
+/// SQLSTATE. Each answers 503 with Retry-After: the request may be sent again unchanged.
+const OUTAGES: &[(&str, Outage)] = &[
+    // 57014 query_canceled: statement_timeout, or an operator's cancel.
+    ("canceling statement due to", Outage::StatementTimeout),
+    // 53100 disk_full on a table, an index or a temporary file.
+    ("could not extend file", Outage::DiskFull),
+    ("could not write to file", Outage::DiskFull),
+    // 53200 out_of_memory, 53300 too_many_connections.
+    ("out of memory", Outage::Busy),
+    ("sorry, too many clients", Outage::Busy),
+    ("remaining connection slots are reserved", Outage::Busy),
+    // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 25P03
+    // idle_in_transaction_session_timeout, and 08xxx connection failures.
+    ("terminating connection", Outage::Down),
+    ("the database system is", Outage::Down),
+    ("server closed the connection", Outage::Down),
+    // 25006 read_only_sql_transaction, when it reaches diesel without its kind.
+    ("cannot execute", Outage::ReadOnly),
+];
+
+/// The 503 a database failure with this message is answered with, if it is an outage.
+fn database_outage(message: &str) -> Option<ApiError> {
+    let message = message.to_ascii_lowercase();
+    let (_, outage) = OUTAGES
+        .iter()
+        .find(|(start, _)| message.starts_with(start))?;
+    match outage {
+        Outage::StatementTimeout => Some(ApiError::Timeout(format!(
+            "A database statement ran past its time limit ({message}); retry shortly"
+        ))),
+        Outage::DiskFull if message.contains("no space left") || message.contains("wrote only") => {
+            Some(ApiError::Unavailable(
+                "The database has no disk space left; nothing was stored; retry later".into(),
+            ))
+        }
+        Outage::Busy => Some(ApiError::Unavailable(
+            "The database is out of connections or memory right now; retry shortly".into(),
+        )),
+        Outage::Down => Some(ApiError::Unavailable(UNREACHABLE.into())),
+        Outage::ReadOnly if message.contains("read-only transaction") => {
+            Some(ApiError::Unavailable(READ_ONLY.into()))
+        }
+        Outage::DiskFull | Outage::ReadOnly => None,
+    }
 }
 
 impl From<crate::store::PoolError> for ApiError {
-    fn from(_: crate::store::PoolError) -> Self {
-        ApiError::Unavailable("The database is not available right now; retry shortly".into())
+    fn from(error: crate::store::PoolError) -> Self {
+        use deadpool::managed::{PoolError, TimeoutType};
+        ApiError::Unavailable(match error {
+            PoolError::Timeout(TimeoutType::Wait) => {
+                "Every database connection is busy; retry shortly".into()
+            }
+            _ => "The database is not available right now; retry shortly".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_and_code(message: &str) -> Option<(u16, String)> {
+        let error = database_outage(message)?;
+        Some((
+            error.status_code().as_u16(),
+            error.outcome()["issue"][0]["code"].as_str()?.to_string(),
+        ))
+    }
+
+    #[test]
+    fn operational_database_failures_are_503_and_others_are_not() {
+        let outage = |code: &str| Some((503, code.to_string()));
+        for (message, expected) in [
+            (
+                "canceling statement due to statement timeout",
+                outage("timeout"),
+            ),
+            (
+                "could not extend file \"base/16384/16500\": No space left on device",
+                outage("transient"),
+            ),
+            (
+                "could not extend file \"base/1/2\": wrote only 4096 of 8192 bytes at block 7",
+                outage("transient"),
+            ),
+            (
+                "terminating connection due to administrator command",
+                outage("transient"),
+            ),
+            ("the database system is shutting down", outage("transient")),
+            ("sorry, too many clients already", outage("transient")),
+            (
+                "cannot execute INSERT in a read-only transaction",
+                outage("transient"),
+            ),
+            (
+                "could not extend file \"base/1/2\": Permission denied",
+                None,
+            ),
+            ("cannot execute INSERT: relation is a view", None),
+            ("duplicate key value violates unique constraint", None),
+        ] {
+            assert_eq!(status_and_code(message), expected, "{message}");
+        }
     }
 }

@@ -42,7 +42,7 @@ impl Application {
     /// Binds the listener (port 0 picks a free one) and builds the server. Migrations are
     /// not run here: `serve` and the tests run them first.
     pub fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = store::build_pool(config)?;
+        let pool = store::build_request_pool(config)?;
         let verifier = web::Data::new(TokenVerifier::from_config(config)?);
         let listener = TcpListener::bind(config.listen_addr)?;
         let address = listener.local_addr()?;
@@ -102,6 +102,7 @@ impl Application {
         let edge = config.edge.clone();
         let own_origin = cors::origin_of(&base_url);
         let rate_limits = web::Data::new(RateLimits::from_config(&config.edge));
+        let deadline = web::Data::new(routes::deadline::RequestDeadline(config.request_timeout()));
         let mut server = HttpServer::new(move || {
             let rate_limits = rate_limits.clone();
             let cors_policy = cors::policy(&edge, &own_origin);
@@ -110,6 +111,7 @@ impl Application {
                 .app_data(verifier.clone())
                 .app_data(metrics.clone())
                 .app_data(rate_limits)
+                .app_data(deadline.clone())
                 // Innermost first: a 429 still gets CORS and security headers, and every
                 // response its request id and log line.
                 .wrap(from_fn(crate::security::rate_limit::limit_rate))

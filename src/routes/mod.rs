@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod conditional;
 pub mod crud;
+pub mod deadline;
 pub mod everything;
 pub mod export;
 pub mod history;
@@ -148,8 +149,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource of the table: `405` for the methods it does not serve, and every request
+/// under the request deadline.
+fn resource(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path)
+        .default_service(web::to(method_not_allowed))
+        .wrap(actix_web::middleware::from_fn(deadline::enforce))
 }
 
 async fn method_not_allowed(

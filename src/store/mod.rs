@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
@@ -35,14 +37,27 @@ pub type Connection = diesel_async::pooled_connection::deadpool::Object<AsyncPgC
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// Queries that run longer than this are cancelled by PostgreSQL, so no request hangs forever.
-const STATEMENT_TIMEOUT_MS: u64 = 15_000;
-
 /// Builds the pool. Connections are made lazily, so the server starts even while the
-/// database is down and recovers on its own when it comes back.
+/// database is down and recovers on its own when it comes back: a connection is checked
+/// with a query before it is handed out again (deadpool's `Verified` recycling), and one
+/// that fails or was left inside a transaction is dropped, not reused.
 pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
+    pool_with(config, None)
+}
+
+/// The pool of the HTTP requests. Their transactions never wait between statements for
+/// anything but the server's own work, so one idle in a transaction for longer than a
+/// statement may run belongs to a request abandoned at its deadline: PostgreSQL ends it,
+/// releasing its locks, instead of it waiting for the pool to recycle its connection.
+pub fn build_request_pool(config: &Config) -> anyhow::Result<Pool> {
+    pool_with(config, Some(config.db_statement_timeout_ms))
+}
+
+fn pool_with(config: &Config, idle_in_transaction_ms: Option<u64>) -> anyhow::Result<Pool> {
     let mut manager_config = ManagerConfig::default();
-    manager_config.custom_setup = Box::new(|url| {
+    manager_config.recycling_method = RecyclingMethod::Verified;
+    let statement_timeout_ms = config.db_statement_timeout_ms;
+    manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_string();
         async move {
             let mut conn = AsyncPgConnection::establish_with_timeout(&url).await?;
@@ -50,9 +65,14 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
             // take milliseconds: its compile time alone would exceed them. Merge joins are
             // off because the planner costs them from a column's whole range: a search page
             // that starts deep in creation order (`resource_seq > cursor`) was planned as a
-            // merge that first reads every index row before the cursor.
+            // merge that first reads every index row before the cursor. The statement
+            // timeout keeps a slow or blocked statement from holding a connection and its
+            // request past any deadline.
+            let idle = idle_in_transaction_ms.map_or(String::new(), |ms| {
+                format!("; SET idle_in_transaction_session_timeout = {ms}")
+            });
             conn.batch_execute(&format!(
-                "SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET jit = off; SET enable_mergejoin = off"
+                "SET statement_timeout = {statement_timeout_ms}; SET jit = off; SET enable_mergejoin = off{idle}"
             ))
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

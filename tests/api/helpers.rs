@@ -59,7 +59,7 @@ impl TestApp {
             uuid::Uuid::new_v4().simple()
         ));
         let mut config = Config::local_defaults();
-        config.database_url = database_url.clone();
+        config.database_url = database_url;
         config.listen_addr = "127.0.0.1:0".parse().unwrap();
         config.public_base_url = None;
         config.http_workers = 1;
@@ -72,6 +72,19 @@ impl TestApp {
             "::1/128".parse().unwrap(),
         ]);
         customize(&mut config);
+        Self::start(config).await
+    }
+
+    /// Another instance of the service on this one's database, with the same keys and
+    /// settings (`customize` may change them), as a load balancer would have several:
+    /// tokens are honoured by both, and writes through one are seen by the other.
+    pub async fn spawn_instance_sharing(&self, customize: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.config.clone();
+        customize(&mut config);
+        Self::start(config).await
+    }
+
+    async fn start(config: Config) -> Self {
         keys::generate_if_missing(&config.jwt_private_key_file, &config.jwt_public_key_file)
             .unwrap();
         store::run_migrations(&config.database_url)
@@ -89,9 +102,9 @@ impl TestApp {
             base: format!("{root}/fhir"),
             root,
             client: reqwest::Client::new(),
+            database_url: config.database_url.clone(),
             config,
             token,
-            database_url,
         }
     }
 

@@ -17,6 +17,7 @@ mod medical_necessity;
 mod outcomes;
 mod report;
 mod safety;
+mod scale_out;
 mod search;
 mod search_oracle;
 mod search_params;

@@ -742,8 +742,7 @@ async fn invalid_subscriptions_get_every_problem_listed() {
 #[tokio::test]
 async fn two_instances_on_one_database_deliver_each_event_once() {
     let first = TestApp::spawn().await;
-    let database_url = first.database_url.clone();
-    let second = TestApp::spawn_with(move |config| config.database_url = database_url).await;
+    let second = first.spawn_instance_sharing(|_| {}).await;
     let receiver = Receiver::start().await;
     let watched = new_patient(&first).await;
     active_subscription(
