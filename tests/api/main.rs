@@ -19,6 +19,7 @@ mod safety;
 mod search;
 mod search_oracle;
 mod search_params;
+mod smart;
 mod subscriptions;
 mod supporting_types;
 mod system;
