@@ -1,4 +1,4 @@
-//! Command-line entry: serve, migrate, seed, import, reindex, keygen, token, openapi.
+//! Command-line entry: serve, migrate, seed, import, reindex, keygen, token, client, openapi.
 
 use clap::{Parser, Subcommand};
 
@@ -65,8 +65,35 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
     },
+    /// Manage SMART Backend Services clients (the token endpoint's callers).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client, or replace the keys and scopes of one registered before.
+    Register {
+        #[arg(long)]
+        client_id: String,
+        /// A JSON Web Key Set file (`{"keys": [...]}`) of the client's public keys.
+        #[arg(long)]
+        jwks_file: std::path::PathBuf,
+        /// The space-separated scopes the client may be granted, e.g. "system/*.rs".
+        #[arg(long)]
+        scope: String,
+    },
+    /// Print one line per client: id, enabled or disabled, scopes.
+    List,
+    /// Refuse a client's assertions from now on.
+    Disable {
+        #[arg(long)]
+        client_id: String,
+    },
 }
 
 #[tokio::main]
@@ -177,7 +204,60 @@ async fn main() -> anyhow::Result<()> {
                 auth::jwt::issue_token(&config, &subject, &scope, patient.as_deref(), ttl)?
             );
         }
+        Command::Client { command } => run_client_command(&config, command).await?,
         Command::Openapi => println!("{}", openapi::document_json()),
     }
     Ok(())
+}
+
+async fn run_client_command(config: &Config, command: ClientCommand) -> anyhow::Result<()> {
+    use store::clients;
+    let pool = startup::command_pool(config)?;
+    match command {
+        ClientCommand::Register {
+            client_id,
+            jwks_file,
+            scope,
+        } => {
+            let jwks = read_jwks(&jwks_file)?;
+            let keys = clients::ClientKeys::Inline(jwks);
+            let created = clients::register(&pool, &client_id, &keys, &scope).await?;
+            let state = if created { "registered" } else { "updated" };
+            eprintln!("{state} client {client_id}");
+        }
+        ClientCommand::List => {
+            for client in clients::list(&pool).await? {
+                let state = if client.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                println!("{} {state} {}", client.client_id, client.scope);
+            }
+        }
+        ClientCommand::Disable { client_id } => {
+            if !clients::set_enabled(&pool, &client_id, false).await? {
+                anyhow::bail!("no client {client_id} is registered");
+            }
+            eprintln!("disabled client {client_id}");
+        }
+    }
+    Ok(())
+}
+
+/// A JWKS file whose keys all parse as JWKs and carry a `kid`.
+fn read_jwks(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let jwks: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let keys = jwks["keys"].as_array().filter(|keys| !keys.is_empty());
+    let keys = keys.with_context(|| format!("{} has no \"keys\" array", path.display()))?;
+    for key in keys {
+        serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone())
+            .with_context(|| format!("{} holds a key that is not a JWK", path.display()))?;
+        anyhow::ensure!(key["kid"].is_string(), "every key of the JWKS needs a kid");
+    }
+    Ok(jwks)
 }

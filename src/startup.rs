@@ -44,6 +44,14 @@ impl Application {
     pub fn build(config: &Config) -> anyhow::Result<Self> {
         let pool = store::build_request_pool(config)?;
         let verifier = web::Data::new(TokenVerifier::from_config(config)?);
+        // The token endpoint signs with the private key; a server that only verifies
+        // tokens of another authorization server may have none.
+        let signer = config
+            .jwt_private_key_file
+            .exists()
+            .then(|| crate::auth::TokenSigner::from_config(config))
+            .transpose()?;
+        let signer = web::Data::new(signer);
         let listener = TcpListener::bind(config.listen_addr)?;
         let address = listener.local_addr()?;
         let base_url = config.base_url_for(address);
@@ -109,6 +117,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(verifier.clone())
+                .app_data(signer.clone())
                 .app_data(metrics.clone())
                 .app_data(rate_limits)
                 .app_data(deadline.clone())

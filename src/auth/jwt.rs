@@ -45,6 +45,9 @@ pub enum Audience {
 /// Verifies access tokens; built once at start-up from the public key file.
 pub struct TokenVerifier {
     key: DecodingKey,
+    /// The public key as a JWK, served at `/.well-known/jwks.json`.
+    jwk: Value,
+    kid: String,
     validation: Validation,
     leeway: i64,
     /// Tokens already verified, so a client's repeated token costs one signature check.
@@ -67,6 +70,8 @@ impl TokenVerifier {
         let pem = read_key_file(&config.jwt_public_key_file, "JWT public key")?;
         let key = DecodingKey::from_ec_pem(&pem)
             .map_err(|e| anyhow::anyhow!("the JWT public key is not an EC P-256 PEM key: {e}"))?;
+        let jwk = super::keys::public_jwk(&pem)?;
+        let kid = jwk["kid"].as_str().unwrap_or_default().to_string();
         // Only ES256: a token with any other `alg` (none, HS256, RS256) is refused.
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&config.jwt_issuer]);
@@ -76,6 +81,8 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         Ok(TokenVerifier {
             key,
+            jwk,
+            kid,
             validation,
             leeway: config.jwt_leeway_seconds as i64,
             verified: Mutex::new(HashMap::new()),
@@ -117,7 +124,31 @@ impl TokenVerifier {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The verification key as a JWK.
+    pub fn jwk(&self) -> &Value {
+        &self.jwk
+    }
+
+    /// Clock leeway in seconds.
+    pub fn leeway(&self) -> i64 {
+        self.leeway
+    }
+
+    /// A token naming a `kid` that is not this server's key is refused before any check.
+    fn check_kid(&self, token: &str) -> Result<(), ApiError> {
+        let kid = jsonwebtoken::decode_header(token)
+            .ok()
+            .and_then(|header| header.kid);
+        match kid {
+            Some(kid) if kid != self.kid => Err(ApiError::Unauthorized(
+                "the access token's signing key (kid) is not this server's; the signature cannot be verified".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        self.check_kid(token)?;
         decode::<Claims>(token, &self.key, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| {
@@ -224,6 +255,56 @@ impl FromRequest for Principal {
     }
 }
 
+/// Signs access tokens with the configured private key, naming its `kid`.
+pub struct TokenSigner {
+    key: EncodingKey,
+    kid: String,
+    issuer: String,
+    audience: String,
+}
+
+impl TokenSigner {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let pem = read_key_file(&config.jwt_private_key_file, "JWT private key")?;
+        let key = EncodingKey::from_ec_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("the JWT private key is not an EC P-256 PEM key: {e}"))?;
+        Ok(TokenSigner {
+            key,
+            kid: super::keys::kid_of_private_key(&pem)?,
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn sign(
+        &self,
+        subject: &str,
+        scope: &str,
+        patient: Option<&str>,
+        ttl_seconds: i64,
+    ) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.to_string(),
+            aud: Audience::One(self.audience.clone()),
+            exp: now + ttl_seconds,
+            nbf: now,
+            iat: Some(now),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
+            scope: scope.to_string(),
+            patient: patient.map(str::to_string),
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        Ok(encode(&header, &claims, &self.key)?)
+    }
+}
+
 /// Signs an access token with the configured private key (the `token` command).
 pub fn issue_token(
     config: &Config,
@@ -232,22 +313,7 @@ pub fn issue_token(
     patient: Option<&str>,
     ttl_seconds: i64,
 ) -> anyhow::Result<String> {
-    let pem = read_key_file(&config.jwt_private_key_file, "JWT private key")?;
-    let key = EncodingKey::from_ec_pem(&pem)
-        .map_err(|e| anyhow::anyhow!("the JWT private key is not an EC P-256 PEM key: {e}"))?;
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        iss: config.jwt_issuer.clone(),
-        sub: subject.to_string(),
-        aud: Audience::One(config.jwt_audience.clone()),
-        exp: now + ttl_seconds,
-        nbf: now,
-        iat: Some(now),
-        jti: Some(uuid::Uuid::new_v4().to_string()),
-        scope: scope.to_string(),
-        patient: patient.map(str::to_string),
-    };
-    Ok(encode(&Header::new(Algorithm::ES256), &claims, &key)?)
+    TokenSigner::from_config(config)?.sign(subject, scope, patient, ttl_seconds)
 }
 
 /// Is `resource` in the compartment of `patient` (the Patient itself, or about it)? A

@@ -71,3 +71,46 @@ pub fn read_key_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
         )
     })
 }
+
+/// The server's public key as a JWK (`kty` EC, `crv` P-256, `x`, `y`, `kid`, `alg` ES256,
+/// `use` sig), read from an SPKI PEM file; `kid` is its RFC 7638 thumbprint.
+pub fn public_jwk(pem: &[u8]) -> anyhow::Result<serde_json::Value> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::pkcs8::DecodePublicKey;
+    let text = std::str::from_utf8(pem).context("the public key file is not text")?;
+    let key = p256::PublicKey::from_public_key_pem(text)
+        .context("the public key file is not an SPKI P-256 key")?;
+    let point = key.to_encoded_point(false);
+    let (x, y) = match (point.x(), point.y()) {
+        (Some(x), Some(y)) => (base64url(x), base64url(y)),
+        _ => anyhow::bail!("the public key is the identity point"),
+    };
+    let kid = thumbprint(&x, &y);
+    Ok(serde_json::json!({
+        "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"
+    }))
+}
+
+/// The RFC 7638 SHA-256 thumbprint of a P-256 key: its required members in lexical order.
+fn thumbprint(x: &str, y: &str) -> String {
+    use sha2::Digest;
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    base64url(&sha2::Sha256::digest(canonical.as_bytes()))
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The `kid` of the public key derived from a PKCS#8 private key PEM.
+pub fn kid_of_private_key(pem: &[u8]) -> anyhow::Result<String> {
+    use p256::pkcs8::EncodePublicKey;
+    let text = std::str::from_utf8(pem).context("the private key file is not text")?;
+    let public = signing_key_from_pem(text)?
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .context("encoding the public key")?;
+    let jwk = public_jwk(public.as_bytes())?;
+    Ok(jwk["kid"].as_str().unwrap_or_default().to_string())
+}

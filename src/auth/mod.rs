@@ -1,9 +1,11 @@
-//! Authentication and authorization: ES256 JWT verification and issuing, key files, and
-//! SMART on FHIR scopes enforced per interaction.
+//! Authentication and authorization: ES256 JWT verification and issuing, key files,
+//! SMART on FHIR scopes enforced per interaction, and SMART Backend Services client
+//! assertions.
 
+pub mod client_assertion;
 pub mod jwt;
 pub mod keys;
 pub mod scopes;
 
-pub use jwt::{Claims, Principal, TokenVerifier};
+pub use jwt::{Claims, Principal, TokenSigner, TokenVerifier};
 pub use scopes::{Interaction, Permission};

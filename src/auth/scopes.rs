@@ -129,6 +129,56 @@ pub fn parse_scopes(text: &str) -> Vec<Scope> {
     text.split_whitespace().filter_map(Scope::parse).collect()
 }
 
+/// What a client may get of the scopes it asks for: each requested scope intersected with
+/// each allowed one of the same context (`*` with a type gives the type, permission letters
+/// in common), v1 forms written as v2 letters; a requested `?query` is kept. Unknown or
+/// ungrantable scopes are dropped; the result has no duplicates.
+pub fn grant(requested: &str, allowed: &str) -> Vec<String> {
+    let allowed = parse_scopes(allowed);
+    let mut granted: Vec<String> = Vec::new();
+    for text in requested.split_whitespace() {
+        let (base, query) = match text.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (text, String::new()),
+        };
+        let Some(wanted) = Scope::parse(base) else {
+            continue;
+        };
+        for scope in allowed.iter().filter_map(|a| intersect(&wanted, a)) {
+            let text = format!("{scope}{query}");
+            if !granted.contains(&text) {
+                granted.push(text);
+            }
+        }
+    }
+    granted
+}
+
+fn intersect(wanted: &Scope, allowed: &Scope) -> Option<String> {
+    if wanted.context != allowed.context {
+        return None;
+    }
+    let resource_type = match (&wanted.resource_type, &allowed.resource_type) {
+        (None, None) => "*".to_string(),
+        (Some(t), None) | (None, Some(t)) => t.clone(),
+        (Some(a), Some(b)) if a == b => a.clone(),
+        _ => return None,
+    };
+    let letters: String = "cruds"
+        .chars()
+        .filter(|c| wanted.permissions.contains(*c) && allowed.permissions.contains(*c))
+        .collect();
+    if letters.is_empty() {
+        return None;
+    }
+    let context = match wanted.context {
+        ScopeContext::System => "system",
+        ScopeContext::User => "user",
+        ScopeContext::Patient => "patient",
+    };
+    Some(format!("{context}/{resource_type}.{letters}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +204,25 @@ mod tests {
         assert!(Scope::parse("admin/Patient.r").is_none());
         assert!(Scope::parse("system/Observation.rs?category=vital-signs").is_none());
         assert_eq!(parse_scopes("openid system/*.rs").len(), 1);
+    }
+
+    #[test]
+    fn grants_are_intersections() {
+        assert_eq!(
+            grant("system/*.cruds", "system/Patient.rs"),
+            ["system/Patient.rs"]
+        );
+        assert_eq!(
+            grant("system/Observation.read", "system/*.rs"),
+            ["system/Observation.rs"]
+        );
+        assert_eq!(
+            grant(
+                "system/Observation.rs?category=laboratory",
+                "system/*.cruds"
+            ),
+            ["system/Observation.rs?category=laboratory"]
+        );
+        assert!(grant("user/Patient.rs system/Patient.c", "system/Patient.rs").is_empty());
     }
 }

@@ -13,6 +13,7 @@ pub mod outcomes;
 pub mod prior_auth;
 pub mod report;
 pub mod search;
+pub mod smart;
 pub mod subscriptions;
 pub mod system;
 
@@ -76,12 +77,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(system::healthz))
         .route("/readyz", web::get().to(system::readyz))
         .route("/metrics", web::get().to(system::metrics))
+        .service(resource("/auth/token").route(web::post().to(smart::token)))
+        .service(resource("/.well-known/jwks.json").route(web::get().to(smart::jwks)))
+        .service(
+            resource("/.well-known/smart-configuration")
+                .route(web::get().to(smart::smart_configuration)),
+        )
         .service(resource("/reports/patients/{id}").route(web::get().to(report::patient_report)))
         .service(
             web::scope("/fhir")
                 .service(resource("").route(web::post().to(bundle::process)))
                 .service(resource("/").route(web::post().to(bundle::process)))
                 .service(resource("/metadata").route(web::get().to(system::metadata)))
+                .service(
+                    resource("/.well-known/smart-configuration")
+                        .route(web::get().to(smart::smart_configuration)),
+                )
                 .service(resource("/_history").route(web::get().to(history::system_history)))
                 .service(resource("/$outcomes").route(web::get().to(outcomes::clinic_outcomes)))
                 .service(resource("/$export").route(web::get().to(export::system_export)))

@@ -2,6 +2,7 @@
 //! Transactions start and end in this module; nothing outside it writes SQL.
 
 pub mod bulk;
+pub mod clients;
 pub mod clinic;
 pub mod everything;
 pub mod export;

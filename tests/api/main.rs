@@ -21,6 +21,7 @@ mod scale_out;
 mod search;
 mod search_oracle;
 mod search_params;
+mod smart;
 mod subscriptions;
 mod supporting_types;
 mod system;

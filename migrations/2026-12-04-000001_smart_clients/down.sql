@@ -1,0 +1,2 @@
+DROP TABLE smart_assertion_jtis;
+DROP TABLE smart_clients;
