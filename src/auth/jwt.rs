@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::{Ready, ready};
 use std::sync::Mutex;
 
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -245,14 +245,23 @@ impl FromRequest for Principal {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let result = (|| {
-            let verifier = request
-                .app_data::<web::Data<TokenVerifier>>()
-                .ok_or_else(|| ApiError::internal("token verifier not configured"))?;
-            verifier.principal(bearer_token(request)?)
-        })();
-        ready(result)
+        ready(request_principal(request))
     }
+}
+
+/// The principal of `request`'s bearer token. The verified principal is kept in the
+/// request's extensions, so the rate limiter, which asks first, and the handler's
+/// extractor verify the token once between them.
+pub fn request_principal(request: &HttpRequest) -> Result<Principal, ApiError> {
+    if let Some(principal) = request.extensions().get::<Principal>() {
+        return Ok(principal.clone());
+    }
+    let verifier = request
+        .app_data::<web::Data<TokenVerifier>>()
+        .ok_or_else(|| ApiError::internal("token verifier not configured"))?;
+    let principal = verifier.principal(bearer_token(request)?)?;
+    request.extensions_mut().insert(principal.clone());
+    Ok(principal)
 }
 
 /// Signs access tokens with the configured private key, naming its `kid`.

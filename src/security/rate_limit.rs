@@ -11,7 +11,7 @@ use actix_web::{ResponseError, web};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::auth::TokenVerifier;
+use crate::auth::jwt::request_principal;
 use crate::config::EdgeConfig;
 use crate::error::ApiError;
 
@@ -68,17 +68,7 @@ impl RateLimits {
 /// Who a request counts against: the subject of a valid bearer token, else the peer IP,
 /// so forged tokens cannot spend another client's allowance.
 fn client_key(req: &ServiceRequest) -> String {
-    let token = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let verifier = req.app_data::<web::Data<TokenVerifier>>();
-    if let (Some(token), Some(verifier)) = (token, verifier)
-        && let Ok(principal) = verifier.principal(token)
-    {
+    if let Ok(principal) = request_principal(req.request()) {
         return format!("sub:{}", principal.subject);
     }
     let ip = req

@@ -113,15 +113,7 @@ async fn wrong_audience_is_401() {
 async fn read_only_scope_cannot_write_and_stores_nothing() {
     let app = TestApp::spawn().await;
     let token = app.token_for("user/Patient.rs", None);
-    let response = app
-        .client
-        .post(format!("{}/Patient", app.base))
-        .bearer_auth(&token)
-        .header("Content-Type", "application/fhir+json")
-        .body(patient().to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_as(&token, "Patient", &patient()).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(json(response).await["issue"][0]["code"], "forbidden");
     assert_eq!(app.count_rows("resources").await, 0);

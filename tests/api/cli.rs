@@ -91,14 +91,8 @@ async fn token_prints_only_a_token_that_the_server_honours() {
     let read = app.get_as(token, "Patient").await;
     assert_eq!(read.status(), StatusCode::OK);
     let write = app
-        .client
-        .post(format!("{}/Patient", app.base))
-        .bearer_auth(token)
-        .header("Content-Type", "application/fhir+json")
-        .body(crate::helpers::patient().to_string())
-        .send()
-        .await
-        .unwrap();
+        .post_as(token, "Patient", &crate::helpers::patient())
+        .await;
     assert_eq!(write.status(), StatusCode::FORBIDDEN);
 }
 

@@ -132,6 +132,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A POST of `body` as FHIR JSON under /fhir with another token.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}/{}", self.base, path.trim_start_matches('/')))
+            .bearer_auth(token)
+            .header("Content-Type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A GET under /fhir with no Authorization header.
     pub async fn get_anonymous(&self, path: &str) -> Response {
         self.client

@@ -157,15 +157,7 @@ async fn backend_flow(key: ClientKey) {
     assert_eq!(read["total"], 1);
     let observations = app.get_as(&token, "Observation").await;
     assert_eq!(observations.status(), StatusCode::FORBIDDEN);
-    let write = app
-        .client
-        .post(format!("{}/Patient", app.base))
-        .bearer_auth(&token)
-        .header("Content-Type", "application/fhir+json")
-        .body(patient().to_string())
-        .send()
-        .await
-        .unwrap();
+    let write = app.post_as(&token, "Patient", &patient()).await;
     assert_eq!(write.status(), StatusCode::FORBIDDEN);
 }
 
