@@ -132,9 +132,9 @@ pub async fn read_current_text(
         .select((
             resources::version_id,
             resources::last_updated,
-            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-                "content::text",
-            ),
+            // A typed cast, not an SQL literal: diesel keeps the statement prepared on
+            // the connection only when every part of it is known at compile time.
+            resources::content.cast::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
         ))
         .first(&mut conn)
         .await
