@@ -155,6 +155,16 @@ pub struct Config {
     )]
     pub jwt_public_key_file: PathBuf,
 
+    /// PEM files with previous ES256 public keys (comma-separated), so tokens signed before
+    /// a key rotation verify until they expire. Each is selected by its `kid`.
+    #[arg(
+        long,
+        global = true,
+        env = "JWT_PREVIOUS_PUBLIC_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub jwt_previous_public_key_files: Vec<PathBuf>,
+
     /// PEM file with the ES256 private key used by `token` (and created by `keygen`).
     #[arg(
         long,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::{Ready, ready};
+use std::path::Path;
 use std::sync::Mutex;
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
@@ -42,12 +43,13 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
-/// Verifies access tokens; built once at start-up from the public key file.
+/// Verifies access tokens; built once at start-up from the public key files: the current
+/// key and the previous ones still honoured after a key rotation.
 pub struct TokenVerifier {
-    key: DecodingKey,
-    /// The public key as a JWK, served at `/.well-known/jwks.json`.
-    jwk: Value,
-    kid: String,
+    /// Verification keys by `kid`; the current key first.
+    keys: Vec<(String, DecodingKey)>,
+    /// The public keys as JWKs, served at `/.well-known/jwks.json`.
+    jwks: Vec<Value>,
     validation: Validation,
     leeway: i64,
     /// Tokens already verified, so a client's repeated token costs one signature check.
@@ -67,11 +69,20 @@ const VERIFIED_CACHE_LIMIT: usize = 10_000;
 
 impl TokenVerifier {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let pem = read_key_file(&config.jwt_public_key_file, "JWT public key")?;
-        let key = DecodingKey::from_ec_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("the JWT public key is not an EC P-256 PEM key: {e}"))?;
-        let jwk = super::keys::public_jwk(&pem)?;
-        let kid = jwk["kid"].as_str().unwrap_or_default().to_string();
+        let previous = config
+            .jwt_previous_public_key_files
+            .iter()
+            .filter(|path| !path.as_os_str().is_empty());
+        let mut keys = Vec::new();
+        let mut jwks = Vec::new();
+        let current = std::iter::once((&config.jwt_public_key_file, "JWT public key"));
+        for (path, what) in current.chain(previous.map(|path| (path, "previous JWT public key"))) {
+            let (kid, key, jwk) = verification_key(path, what)?;
+            if keys.iter().all(|(known, _)| *known != kid) {
+                keys.push((kid, key));
+                jwks.push(jwk);
+            }
+        }
         // Only ES256: a token with any other `alg` (none, HS256, RS256) is refused.
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&config.jwt_issuer]);
@@ -80,9 +91,8 @@ impl TokenVerifier {
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         Ok(TokenVerifier {
-            key,
-            jwk,
-            kid,
+            keys,
+            jwks,
             validation,
             leeway: config.jwt_leeway_seconds as i64,
             verified: Mutex::new(HashMap::new()),
@@ -124,9 +134,9 @@ impl TokenVerifier {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The verification key as a JWK.
-    pub fn jwk(&self) -> &Value {
-        &self.jwk
+    /// The verification keys as JWKs, the current key first.
+    pub fn jwks(&self) -> &[Value] {
+        &self.jwks
     }
 
     /// Clock leeway in seconds.
@@ -134,22 +144,26 @@ impl TokenVerifier {
         self.leeway
     }
 
-    /// A token naming a `kid` that is not this server's key is refused before any check.
-    fn check_kid(&self, token: &str) -> Result<(), ApiError> {
+    /// The key a token's `kid` names; a token without `kid` is checked with the current key.
+    /// A `kid` that is none of this server's keys is refused before any check.
+    fn key_for(&self, token: &str) -> Result<&DecodingKey, ApiError> {
         let kid = jsonwebtoken::decode_header(token)
             .ok()
             .and_then(|header| header.kid);
-        match kid {
-            Some(kid) if kid != self.kid => Err(ApiError::Unauthorized(
+        let found = match kid {
+            None => self.keys.first(),
+            Some(kid) => self.keys.iter().find(|(known, _)| *known == kid),
+        };
+        found.map(|(_, key)| key).ok_or_else(|| {
+            ApiError::Unauthorized(
                 "the access token's signing key (kid) is not this server's; the signature cannot be verified".into(),
-            )),
-            _ => Ok(()),
-        }
+            )
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        self.check_kid(token)?;
-        decode::<Claims>(token, &self.key, &self.validation)
+        let key = self.key_for(token)?;
+        decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -166,6 +180,20 @@ impl TokenVerifier {
                 ApiError::Unauthorized(reason.to_string())
             })
     }
+}
+
+/// A public key file as a verification key, with its `kid` and JWK.
+fn verification_key(path: &Path, what: &str) -> anyhow::Result<(String, DecodingKey, Value)> {
+    let pem = read_key_file(path, what)?;
+    let key = DecodingKey::from_ec_pem(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "the {what} {} is not an EC P-256 PEM key: {e}",
+            path.display()
+        )
+    })?;
+    let jwk = super::keys::public_jwk(&pem)?;
+    let kid = jwk["kid"].as_str().unwrap_or_default().to_string();
+    Ok((kid, key, jwk))
 }
 
 /// What a request may reach: everything its scopes name, or one patient's compartment.

@@ -12,6 +12,7 @@ mod errors;
 mod everything;
 mod hardening;
 mod history;
+mod identity;
 mod import;
 mod medical_necessity;
 mod outcomes;
