@@ -30,19 +30,20 @@ pub struct RemoteDocuments {
 struct Entry {
     document: Option<Value>,
     fresh_until: Option<Instant>,
-    attempted: Option<Instant>,
-    failure: Option<String>,
+    /// The last fetch of a fresh document because it did not suffice.
+    refetched: Option<Instant>,
+    /// The last failed fetch and why it failed.
+    failed: Option<(Instant, String)>,
+}
+
+fn within_interval(at: Option<Instant>) -> bool {
+    at.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL)
 }
 
 impl Entry {
     fn fresh(&self) -> Option<&Value> {
         let fresh = self.fresh_until.is_some_and(|until| Instant::now() < until);
         self.document.as_ref().filter(|_| fresh)
-    }
-
-    fn attempted_recently(&self) -> bool {
-        self.attempted
-            .is_some_and(|at| at.elapsed() < REFETCH_INTERVAL)
     }
 }
 
@@ -60,31 +61,31 @@ impl RemoteDocuments {
     }
 
     /// The document at `url`: the cached one while it is fresh and `suffices` (e.g. holds
-    /// the key asked for), else fetched again unless it was fetched in the last 10 s. The
-    /// error describes why the document could not be had.
+    /// the key asked for); a fresh one that does not suffice is fetched again, at most once
+    /// per 10 s. A failed fetch is not retried for 10 s either. The error describes why the
+    /// document could not be had.
     pub async fn get(&self, url: &str, suffices: impl Fn(&Value) -> bool) -> Result<Value, String> {
         let entry = self.entry(url);
         let mut entry = entry.lock().await;
-        if let Some(document) = entry.fresh().filter(|document| suffices(document)) {
-            return Ok(document.clone());
+        if let Some(document) = entry.fresh() {
+            if suffices(document) || within_interval(entry.refetched) {
+                return Ok(document.clone());
+            }
+            entry.refetched = Some(Instant::now());
+        } else if let Some((at, failure)) = &entry.failed
+            && within_interval(Some(*at))
+        {
+            return Err(failure.clone());
         }
-        if entry.attempted_recently() {
-            return match (entry.fresh(), &entry.failure) {
-                (Some(document), _) => Ok(document.clone()),
-                (None, Some(failure)) => Err(failure.clone()),
-                (None, None) => Err(format!("{url} was fetched moments ago; try again later")),
-            };
-        }
-        entry.attempted = Some(Instant::now());
         match self.fetch(url).await {
             Ok((document, ttl)) => {
                 entry.document = Some(document.clone());
                 entry.fresh_until = Some(Instant::now() + ttl);
-                entry.failure = None;
+                entry.failed = None;
                 Ok(document)
             }
             Err(failure) => {
-                entry.failure = Some(failure.clone());
+                entry.failed = Some((Instant::now(), failure.clone()));
                 Err(failure)
             }
         }
