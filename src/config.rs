@@ -192,6 +192,16 @@ pub struct Config {
     )]
     pub jwt_audience: String,
 
+    /// External OpenID Connect issuers whose access tokens are honoured (comma-separated
+    /// issuer URLs, each exactly as in its tokens' `iss`). Their keys are found through
+    /// `{issuer}/.well-known/openid-configuration` and fetched through the egress policy.
+    #[arg(long, global = true, env = "OIDC_ISSUERS", value_delimiter = ',')]
+    pub oidc_issuers: Vec<String>,
+
+    /// Required `aud` claim of external issuers' tokens; by default `JWT_AUDIENCE`.
+    #[arg(long, global = true, env = "OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+
     /// Clock leeway, in seconds, when checking `exp` and `nbf`.
     #[arg(long, global = true, env = "JWT_LEEWAY_SECONDS", default_value_t = 30)]
     pub jwt_leeway_seconds: u64,

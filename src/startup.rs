@@ -109,6 +109,10 @@ impl Application {
             Duration::from_millis(config.webhooks.webhook_connect_timeout_ms),
             Duration::from_millis(config.webhooks.webhook_timeout_ms),
         )?);
+        let issuers = web::Data::new(crate::auth::oidc::ExternalIssuers::new(
+            config,
+            remote.clone(),
+        ));
         let metrics = web::Data::from(metrics);
         let openapi = crate::openapi::configure(crate::openapi::document());
         let shared_state = state.clone();
@@ -124,6 +128,7 @@ impl Application {
                 .app_data(verifier.clone())
                 .app_data(signer.clone())
                 .app_data(remote.clone())
+                .app_data(issuers.clone())
                 .app_data(metrics.clone())
                 .app_data(rate_limits)
                 .app_data(deadline.clone())

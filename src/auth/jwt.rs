@@ -2,16 +2,17 @@
 //! leeway, the authenticated `Principal` extractor, and issuing tokens for `token`.
 
 use std::collections::HashMap;
-use std::future::{Ready, ready};
 use std::path::Path;
 use std::sync::Mutex;
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::keys::read_key_file;
+use super::oidc::ExternalIssuers;
 use super::scopes::{Interaction, Scope, ScopeContext, parse_scopes};
 use crate::config::Config;
 use crate::error::ApiError;
@@ -117,6 +118,7 @@ impl TokenVerifier {
                 subject: claims.sub,
                 scopes: parse_scopes(&claims.scope),
                 patient: claims.patient,
+                fhir_user: None,
             },
         };
         let mut cache = self.cache();
@@ -165,20 +167,22 @@ impl TokenVerifier {
         let key = self.key_for(token)?;
         decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|error| {
-                use jsonwebtoken::errors::ErrorKind;
-                let reason = match error.kind() {
-                    ErrorKind::ExpiredSignature => "the access token has expired",
-                    ErrorKind::ImmatureSignature => "the access token is not valid yet (nbf)",
-                    ErrorKind::InvalidIssuer => "the access token has the wrong issuer",
-                    ErrorKind::InvalidAudience => "the access token has the wrong audience",
-                    ErrorKind::InvalidAlgorithm => "the access token must be signed with ES256",
-                    ErrorKind::InvalidSignature => "the access token signature does not verify",
-                    ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim",
-                    _ => "the access token is malformed",
-                };
-                ApiError::Unauthorized(reason.to_string())
-            })
+            .map_err(|error| ApiError::Unauthorized(rejection(error.kind()).to_string()))
+    }
+}
+
+/// Why an access token was refused, for the 401's diagnostics.
+pub(crate) fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::ExpiredSignature => "the access token has expired",
+        ErrorKind::ImmatureSignature => "the access token is not valid yet (nbf)",
+        ErrorKind::InvalidIssuer => "the access token has the wrong issuer",
+        ErrorKind::InvalidAudience => "the access token has the wrong audience",
+        ErrorKind::InvalidAlgorithm => "the access token must be signed with ES256",
+        ErrorKind::InvalidSignature => "the access token signature does not verify",
+        ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim",
+        _ => "the access token is malformed",
     }
 }
 
@@ -209,6 +213,8 @@ pub struct Principal {
     pub subject: String,
     pub scopes: Vec<Scope>,
     pub patient: Option<String>,
+    /// The `fhirUser` claim of an external issuer's token: the user's FHIR resource URL.
+    pub fhir_user: Option<String>,
 }
 
 impl Principal {
@@ -270,16 +276,18 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
 
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(request_principal(request))
+        let request = request.clone();
+        Box::pin(async move { verified_principal(&request).await })
     }
 }
 
-/// The principal of `request`'s bearer token. The verified principal is kept in the
-/// request's extensions, so the rate limiter, which asks first, and the handler's
-/// extractor verify the token once between them.
+/// The principal of `request`'s bearer token, known without fetching anything: the
+/// server's own token, or an external issuer's token verified before. The verified
+/// principal is kept in the request's extensions, so the rate limiter, which asks first,
+/// and the handler's extractor verify the token once between them.
 pub fn request_principal(request: &HttpRequest) -> Result<Principal, ApiError> {
     if let Some(principal) = request.extensions().get::<Principal>() {
         return Ok(principal.clone());
@@ -287,7 +295,32 @@ pub fn request_principal(request: &HttpRequest) -> Result<Principal, ApiError> {
     let verifier = request
         .app_data::<web::Data<TokenVerifier>>()
         .ok_or_else(|| ApiError::internal("token verifier not configured"))?;
-    let principal = verifier.principal(bearer_token(request)?)?;
+    let token = bearer_token(request)?;
+    let principal = verifier.principal(token).or_else(|refusal| {
+        request
+            .app_data::<web::Data<ExternalIssuers>>()
+            .and_then(|issuers| issuers.cached(token))
+            .ok_or(refusal)
+    })?;
+    request.extensions_mut().insert(principal.clone());
+    Ok(principal)
+}
+
+/// [`request_principal`], and else, for a token of a configured external issuer, its
+/// verification against the issuer's published keys (fetched, hence async).
+pub async fn verified_principal(request: &HttpRequest) -> Result<Principal, ApiError> {
+    let refusal = match request_principal(request) {
+        Ok(principal) => return Ok(principal),
+        Err(refusal) => refusal,
+    };
+    let Some(issuers) = request.app_data::<web::Data<ExternalIssuers>>().cloned() else {
+        return Err(refusal);
+    };
+    let token = bearer_token(request)?;
+    let Some(issuer) = issuers.issuer_of(token) else {
+        return Err(refusal);
+    };
+    let principal = issuers.principal(token, &issuer).await?;
     request.extensions_mut().insert(principal.clone());
     Ok(principal)
 }

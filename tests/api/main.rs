@@ -16,6 +16,7 @@ mod history;
 mod identity;
 mod import;
 mod medical_necessity;
+mod oidc;
 mod outcomes;
 mod report;
 mod safety;
