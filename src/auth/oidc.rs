@@ -209,3 +209,39 @@ fn principal_of(claims: ExternalClaims) -> Principal {
         fhir_user: claims.fhir_user,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(value: serde_json::Value) -> ExternalClaims {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn scopes_come_from_scope_or_else_scp_and_fhir_user_is_kept() {
+        let spaced = principal_of(claims(serde_json::json!({"sub": "a", "exp": 1,
+            "scope": "patient/*.rs", "patient": "p1", "fhirUser": "Practitioner/7"})));
+        assert_eq!(spaced.scopes, parse_scopes("patient/*.rs"));
+        assert_eq!(spaced.patient.as_deref(), Some("p1"));
+        assert_eq!(spaced.fhir_user.as_deref(), Some("Practitioner/7"));
+        let listed = principal_of(claims(serde_json::json!({"sub": "a", "exp": 1,
+            "scp": ["system/Patient.rs", "system/Observation.rs"]})));
+        assert_eq!(
+            listed.scopes,
+            parse_scopes("system/Patient.rs system/Observation.rs")
+        );
+        assert_eq!(listed.fhir_user, None);
+    }
+
+    #[test]
+    fn the_algorithm_must_suit_the_key_type_and_curve() {
+        let ec: Jwk = serde_json::from_value(serde_json::json!({"kty": "EC", "crv": "P-256",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}))
+        .unwrap();
+        assert!(suits(&ec, Algorithm::ES256));
+        assert!(!suits(&ec, Algorithm::ES384));
+        assert!(!suits(&ec, Algorithm::RS256));
+    }
+}
