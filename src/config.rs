@@ -155,6 +155,16 @@ pub struct Config {
     )]
     pub jwt_public_key_file: PathBuf,
 
+    /// PEM files with previous ES256 public keys (comma-separated), so tokens signed before
+    /// a key rotation verify until they expire. Each is selected by its `kid`.
+    #[arg(
+        long,
+        global = true,
+        env = "JWT_PREVIOUS_PUBLIC_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub jwt_previous_public_key_files: Vec<PathBuf>,
+
     /// PEM file with the ES256 private key used by `token` (and created by `keygen`).
     #[arg(
         long,
@@ -181,6 +191,16 @@ pub struct Config {
         default_value = "ketamine-fhir"
     )]
     pub jwt_audience: String,
+
+    /// External OpenID Connect issuers whose access tokens are honoured (comma-separated
+    /// issuer URLs, each exactly as in its tokens' `iss`). Their keys are found through
+    /// `{issuer}/.well-known/openid-configuration` and fetched through the egress policy.
+    #[arg(long, global = true, env = "OIDC_ISSUERS", value_delimiter = ',')]
+    pub oidc_issuers: Vec<String>,
+
+    /// Required `aud` claim of external issuers' tokens; by default `JWT_AUDIENCE`.
+    #[arg(long, global = true, env = "OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
 
     /// Clock leeway, in seconds, when checking `exp` and `nbf`.
     #[arg(long, global = true, env = "JWT_LEEWAY_SECONDS", default_value_t = 30)]

@@ -81,8 +81,15 @@ enum ClientCommand {
         #[arg(long)]
         client_id: String,
         /// A JSON Web Key Set file (`{"keys": [...]}`) of the client's public keys.
+        #[arg(
+            long,
+            required_unless_present = "jwks_url",
+            conflicts_with = "jwks_url"
+        )]
+        jwks_file: Option<std::path::PathBuf>,
+        /// An http(s) URL where the client publishes its JWK Set; fetched and cached.
         #[arg(long)]
-        jwks_file: std::path::PathBuf,
+        jwks_url: Option<String>,
         /// The space-separated scopes the client may be granted, e.g. "system/*.rs".
         #[arg(long)]
         scope: String,
@@ -91,6 +98,11 @@ enum ClientCommand {
     List,
     /// Refuse a client's assertions from now on.
     Disable {
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Accept a disabled client's assertions again.
+    Enable {
         #[arg(long)]
         client_id: String,
     },
@@ -217,10 +229,14 @@ async fn run_client_command(config: &Config, command: ClientCommand) -> anyhow::
         ClientCommand::Register {
             client_id,
             jwks_file,
+            jwks_url,
             scope,
         } => {
-            let jwks = read_jwks(&jwks_file)?;
-            let keys = clients::ClientKeys::Inline(jwks);
+            let keys = match (jwks_file, jwks_url) {
+                (Some(file), _) => clients::ClientKeys::Inline(read_jwks(&file)?),
+                (None, Some(url)) => clients::ClientKeys::Url(checked_jwks_url(&url)?),
+                (None, None) => anyhow::bail!("give --jwks-file or --jwks-url"),
+            };
             let created = clients::register(&pool, &client_id, &keys, &scope).await?;
             let state = if created { "registered" } else { "updated" };
             eprintln!("{state} client {client_id}");
@@ -241,6 +257,12 @@ async fn run_client_command(config: &Config, command: ClientCommand) -> anyhow::
             }
             eprintln!("disabled client {client_id}");
         }
+        ClientCommand::Enable { client_id } => {
+            if !clients::set_enabled(&pool, &client_id, true).await? {
+                anyhow::bail!("no client {client_id} is registered");
+            }
+            eprintln!("enabled client {client_id}");
+        }
     }
     Ok(())
 }
@@ -260,4 +282,19 @@ fn read_jwks(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
         anyhow::ensure!(key["kid"].is_string(), "every key of the JWKS needs a kid");
     }
     Ok(jwks)
+}
+
+/// An absolute http or https URL without credentials.
+fn checked_jwks_url(url: &str) -> anyhow::Result<String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("{url} is not a URL: {e}"))?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "http" | "https"),
+        "the JWKS URL must be http or https"
+    );
+    anyhow::ensure!(
+        parsed.username().is_empty() && parsed.password().is_none(),
+        "the JWKS URL must not hold credentials"
+    );
+    Ok(url.to_string())
 }

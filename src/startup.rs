@@ -104,6 +104,15 @@ impl Application {
             context: exports,
             search: routes::export::search_context(&state),
         });
+        let remote = web::Data::new(crate::auth::remote::RemoteDocuments::new(
+            state.writes.webhooks.policy.clone(),
+            Duration::from_millis(config.webhooks.webhook_connect_timeout_ms),
+            Duration::from_millis(config.webhooks.webhook_timeout_ms),
+        )?);
+        let issuers = web::Data::new(crate::auth::oidc::ExternalIssuers::new(
+            config,
+            remote.clone(),
+        ));
         let metrics = web::Data::from(metrics);
         let openapi = crate::openapi::configure(crate::openapi::document());
         let shared_state = state.clone();
@@ -118,6 +127,8 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(verifier.clone())
                 .app_data(signer.clone())
+                .app_data(remote.clone())
+                .app_data(issuers.clone())
                 .app_data(metrics.clone())
                 .app_data(rate_limits)
                 .app_data(deadline.clone())

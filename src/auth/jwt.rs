@@ -2,15 +2,17 @@
 //! leeway, the authenticated `Principal` extractor, and issuing tokens for `token`.
 
 use std::collections::HashMap;
-use std::future::{Ready, ready};
+use std::path::Path;
 use std::sync::Mutex;
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::keys::read_key_file;
+use super::oidc::ExternalIssuers;
 use super::scopes::{Interaction, Scope, ScopeContext, parse_scopes};
 use crate::config::Config;
 use crate::error::ApiError;
@@ -42,12 +44,13 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
-/// Verifies access tokens; built once at start-up from the public key file.
+/// Verifies access tokens; built once at start-up from the public key files: the current
+/// key and the previous ones still honoured after a key rotation.
 pub struct TokenVerifier {
-    key: DecodingKey,
-    /// The public key as a JWK, served at `/.well-known/jwks.json`.
-    jwk: Value,
-    kid: String,
+    /// Verification keys by `kid`; the current key first.
+    keys: Vec<(String, DecodingKey)>,
+    /// The public keys as JWKs, served at `/.well-known/jwks.json`.
+    jwks: Vec<Value>,
     validation: Validation,
     leeway: i64,
     /// Tokens already verified, so a client's repeated token costs one signature check.
@@ -67,11 +70,20 @@ const VERIFIED_CACHE_LIMIT: usize = 10_000;
 
 impl TokenVerifier {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let pem = read_key_file(&config.jwt_public_key_file, "JWT public key")?;
-        let key = DecodingKey::from_ec_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("the JWT public key is not an EC P-256 PEM key: {e}"))?;
-        let jwk = super::keys::public_jwk(&pem)?;
-        let kid = jwk["kid"].as_str().unwrap_or_default().to_string();
+        let previous = config
+            .jwt_previous_public_key_files
+            .iter()
+            .filter(|path| !path.as_os_str().is_empty());
+        let mut keys = Vec::new();
+        let mut jwks = Vec::new();
+        let current = std::iter::once((&config.jwt_public_key_file, "JWT public key"));
+        for (path, what) in current.chain(previous.map(|path| (path, "previous JWT public key"))) {
+            let (kid, key, jwk) = verification_key(path, what)?;
+            if keys.iter().all(|(known, _)| *known != kid) {
+                keys.push((kid, key));
+                jwks.push(jwk);
+            }
+        }
         // Only ES256: a token with any other `alg` (none, HS256, RS256) is refused.
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&config.jwt_issuer]);
@@ -80,9 +92,8 @@ impl TokenVerifier {
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         Ok(TokenVerifier {
-            key,
-            jwk,
-            kid,
+            keys,
+            jwks,
             validation,
             leeway: config.jwt_leeway_seconds as i64,
             verified: Mutex::new(HashMap::new()),
@@ -107,6 +118,7 @@ impl TokenVerifier {
                 subject: claims.sub,
                 scopes: parse_scopes(&claims.scope),
                 patient: claims.patient,
+                fhir_user: None,
             },
         };
         let mut cache = self.cache();
@@ -124,9 +136,9 @@ impl TokenVerifier {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The verification key as a JWK.
-    pub fn jwk(&self) -> &Value {
-        &self.jwk
+    /// The verification keys as JWKs, the current key first.
+    pub fn jwks(&self) -> &[Value] {
+        &self.jwks
     }
 
     /// Clock leeway in seconds.
@@ -134,38 +146,58 @@ impl TokenVerifier {
         self.leeway
     }
 
-    /// A token naming a `kid` that is not this server's key is refused before any check.
-    fn check_kid(&self, token: &str) -> Result<(), ApiError> {
+    /// The key a token's `kid` names; a token without `kid` is checked with the current key.
+    /// A `kid` that is none of this server's keys is refused before any check.
+    fn key_for(&self, token: &str) -> Result<&DecodingKey, ApiError> {
         let kid = jsonwebtoken::decode_header(token)
             .ok()
             .and_then(|header| header.kid);
-        match kid {
-            Some(kid) if kid != self.kid => Err(ApiError::Unauthorized(
+        let found = match kid {
+            None => self.keys.first(),
+            Some(kid) => self.keys.iter().find(|(known, _)| *known == kid),
+        };
+        found.map(|(_, key)| key).ok_or_else(|| {
+            ApiError::Unauthorized(
                 "the access token's signing key (kid) is not this server's; the signature cannot be verified".into(),
-            )),
-            _ => Ok(()),
-        }
+            )
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        self.check_kid(token)?;
-        decode::<Claims>(token, &self.key, &self.validation)
+        let key = self.key_for(token)?;
+        decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|error| {
-                use jsonwebtoken::errors::ErrorKind;
-                let reason = match error.kind() {
-                    ErrorKind::ExpiredSignature => "the access token has expired",
-                    ErrorKind::ImmatureSignature => "the access token is not valid yet (nbf)",
-                    ErrorKind::InvalidIssuer => "the access token has the wrong issuer",
-                    ErrorKind::InvalidAudience => "the access token has the wrong audience",
-                    ErrorKind::InvalidAlgorithm => "the access token must be signed with ES256",
-                    ErrorKind::InvalidSignature => "the access token signature does not verify",
-                    ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim",
-                    _ => "the access token is malformed",
-                };
-                ApiError::Unauthorized(reason.to_string())
-            })
+            .map_err(|error| ApiError::Unauthorized(rejection(error.kind()).to_string()))
     }
+}
+
+/// Why an access token was refused, for the 401's diagnostics.
+pub(crate) fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::ExpiredSignature => "the access token has expired",
+        ErrorKind::ImmatureSignature => "the access token is not valid yet (nbf)",
+        ErrorKind::InvalidIssuer => "the access token has the wrong issuer",
+        ErrorKind::InvalidAudience => "the access token has the wrong audience",
+        ErrorKind::InvalidAlgorithm => "the access token must be signed with ES256",
+        ErrorKind::InvalidSignature => "the access token signature does not verify",
+        ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim",
+        _ => "the access token is malformed",
+    }
+}
+
+/// A public key file as a verification key, with its `kid` and JWK.
+fn verification_key(path: &Path, what: &str) -> anyhow::Result<(String, DecodingKey, Value)> {
+    let pem = read_key_file(path, what)?;
+    let key = DecodingKey::from_ec_pem(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "the {what} {} is not an EC P-256 PEM key: {e}",
+            path.display()
+        )
+    })?;
+    let jwk = super::keys::public_jwk(&pem)?;
+    let kid = jwk["kid"].as_str().unwrap_or_default().to_string();
+    Ok((kid, key, jwk))
 }
 
 /// What a request may reach: everything its scopes name, or one patient's compartment.
@@ -181,6 +213,8 @@ pub struct Principal {
     pub subject: String,
     pub scopes: Vec<Scope>,
     pub patient: Option<String>,
+    /// The `fhirUser` claim of an external issuer's token: the user's FHIR resource URL.
+    pub fhir_user: Option<String>,
 }
 
 impl Principal {
@@ -242,16 +276,18 @@ fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
 
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(request_principal(request))
+        let request = request.clone();
+        Box::pin(async move { verified_principal(&request).await })
     }
 }
 
-/// The principal of `request`'s bearer token. The verified principal is kept in the
-/// request's extensions, so the rate limiter, which asks first, and the handler's
-/// extractor verify the token once between them.
+/// The principal of `request`'s bearer token, known without fetching anything: the
+/// server's own token, or an external issuer's token verified before. The verified
+/// principal is kept in the request's extensions, so the rate limiter, which asks first,
+/// and the handler's extractor verify the token once between them.
 pub fn request_principal(request: &HttpRequest) -> Result<Principal, ApiError> {
     if let Some(principal) = request.extensions().get::<Principal>() {
         return Ok(principal.clone());
@@ -259,7 +295,32 @@ pub fn request_principal(request: &HttpRequest) -> Result<Principal, ApiError> {
     let verifier = request
         .app_data::<web::Data<TokenVerifier>>()
         .ok_or_else(|| ApiError::internal("token verifier not configured"))?;
-    let principal = verifier.principal(bearer_token(request)?)?;
+    let token = bearer_token(request)?;
+    let principal = verifier.principal(token).or_else(|refusal| {
+        request
+            .app_data::<web::Data<ExternalIssuers>>()
+            .and_then(|issuers| issuers.cached(token))
+            .ok_or(refusal)
+    })?;
+    request.extensions_mut().insert(principal.clone());
+    Ok(principal)
+}
+
+/// [`request_principal`], and else, for a token of a configured external issuer, its
+/// verification against the issuer's published keys (fetched, hence async).
+pub async fn verified_principal(request: &HttpRequest) -> Result<Principal, ApiError> {
+    let refusal = match request_principal(request) {
+        Ok(principal) => return Ok(principal),
+        Err(refusal) => refusal,
+    };
+    let Some(issuers) = request.app_data::<web::Data<ExternalIssuers>>().cloned() else {
+        return Err(refusal);
+    };
+    let token = bearer_token(request)?;
+    let Some(issuer) = issuers.issuer_of(token) else {
+        return Err(refusal);
+    };
+    let principal = issuers.principal(token, &issuer).await?;
     request.extensions_mut().insert(principal.clone());
     Ok(principal)
 }

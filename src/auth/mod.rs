@@ -1,10 +1,13 @@
-//! Authentication and authorization: ES256 JWT verification and issuing, key files,
+//! Authentication and authorization: ES256 JWT verification and issuing, key files and
+//! rotation, tokens of external OpenID Connect issuers,
 //! SMART on FHIR scopes enforced per interaction, and SMART Backend Services client
-//! assertions.
+//! assertions with keys registered inline or fetched from the client's JWKS URL.
 
 pub mod client_assertion;
 pub mod jwt;
 pub mod keys;
+pub mod oidc;
+pub mod remote;
 pub mod scopes;
 
 pub use jwt::{Claims, Principal, TokenSigner, TokenVerifier};

@@ -411,6 +411,7 @@ mod tests {
             subject: "client".into(),
             scopes: parse_scopes(scope),
             patient: patient.map(str::to_string),
+            fhir_user: None,
         }
     }
 

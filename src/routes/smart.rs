@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::auth::client_assertion::{self, OAuthError};
+use crate::auth::remote::{self, RemoteDocuments};
 use crate::auth::{TokenSigner, TokenVerifier, scopes};
 use crate::store::clients;
 
@@ -28,7 +29,7 @@ fn token_url(state: &AppState) -> String {
 }
 
 pub async fn jwks(verifier: web::Data<TokenVerifier>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"keys": [verifier.jwk()]}))
+    HttpResponse::Ok().json(json!({"keys": verifier.jwks()}))
 }
 
 pub async fn smart_configuration(
@@ -52,6 +53,7 @@ pub async fn token(
     state: web::Data<AppState>,
     verifier: web::Data<TokenVerifier>,
     signer: web::Data<Option<TokenSigner>>,
+    remote: web::Data<RemoteDocuments>,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let signer = signer
@@ -64,7 +66,7 @@ pub async fn token(
         .get("scope")
         .filter(|scope| !scope.trim().is_empty())
         .ok_or_else(|| OAuthError::invalid_request("scope is required"))?;
-    let client = authenticate(&state, assertion, verifier.leeway()).await?;
+    let client = authenticate(&state, &remote, assertion, verifier.leeway()).await?;
     let granted = scopes::grant(scope, &client.scope).join(" ");
     if granted.is_empty() {
         return Err(OAuthError::new(
@@ -126,6 +128,7 @@ fn check_grant(form: &HashMap<String, String>) -> Result<&str, OAuthError> {
 /// The enabled registered client whose valid, unused assertion this is.
 async fn authenticate(
     state: &AppState,
+    remote: &RemoteDocuments,
     assertion: &str,
     leeway: i64,
 ) -> Result<clients::ClientRow, OAuthError> {
@@ -136,12 +139,12 @@ async fn authenticate(
         .map_err(|_| OAuthError::new("server_error", "the client registry is unavailable"))?
         .filter(|client| client.enabled)
         .ok_or_else(unknown)?;
-    let jwks = client.jwks.as_ref().ok_or_else(unknown)?;
+    let jwks = client_keys(&client, remote, header.kid.as_deref()).await?;
     let claims = client_assertion::verify(
         assertion,
         &header,
         &client.client_id,
-        jwks,
+        &jwks,
         &token_url(state),
         leeway,
     )?;
@@ -156,4 +159,23 @@ async fn authenticate(
         ));
     }
     Ok(client)
+}
+
+/// The client's JWK Set: the registered one, or the one at its URL (cached; fetched again
+/// when the assertion names a `kid` the cached set lacks, as after a client's key rotation).
+async fn client_keys(
+    client: &clients::ClientRow,
+    remote: &RemoteDocuments,
+    kid: Option<&str>,
+) -> Result<serde_json::Value, OAuthError> {
+    match (&client.jwks, &client.jwks_url) {
+        (Some(jwks), _) => Ok(jwks.clone()),
+        (None, Some(url)) => remote
+            .get(url, |jwks| remote::has_kid(jwks, kid))
+            .await
+            .map_err(|failure| {
+                OAuthError::invalid_client(format!("the client's JWKS is unavailable: {failure}"))
+            }),
+        (None, None) => Err(OAuthError::invalid_client("the client has no keys")),
+    }
 }

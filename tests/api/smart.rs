@@ -13,18 +13,18 @@ use crate::helpers::{TestApp, json, patient};
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A client's key pair: the private key to sign with and its public JWK.
-struct ClientKey {
-    alg: Algorithm,
-    kid: String,
-    encoding: EncodingKey,
-    jwk: Value,
+pub(crate) struct ClientKey {
+    pub alg: Algorithm,
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub jwk: Value,
 }
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn es384_key(kid: &str) -> ClientKey {
+pub(crate) fn es384_key(kid: &str) -> ClientKey {
     use p384::elliptic_curve::sec1::ToEncodedPoint;
     use p384::pkcs8::{EncodePrivateKey, LineEnding};
     let secret = p384::SecretKey::random(&mut rand_core::OsRng);
@@ -39,7 +39,7 @@ fn es384_key(kid: &str) -> ClientKey {
     }
 }
 
-fn rs384_key(kid: &str) -> ClientKey {
+pub(crate) fn rs384_key(kid: &str) -> ClientKey {
     use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
     use rsa::traits::PublicKeyParts;
     let private = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
@@ -54,7 +54,7 @@ fn rs384_key(kid: &str) -> ClientKey {
 }
 
 /// Runs `ketamine-fhir client ARGS...` and returns its stdout.
-fn client_cli(app: &TestApp, args: &[&str]) -> String {
+pub(crate) fn client_cli(app: &TestApp, args: &[&str]) -> String {
     let output = binary(app).arg("client").args(args).output().unwrap();
     assert!(
         output.status.success(),
@@ -83,12 +83,12 @@ fn register(app: &TestApp, client_id: &str, keys: &[&ClientKey], scope: &str) {
     );
 }
 
-fn token_url(app: &TestApp) -> String {
+pub(crate) fn token_url(app: &TestApp) -> String {
     format!("{}/auth/token", app.root)
 }
 
 /// A signed assertion of `client_id` with these claims changed.
-fn assertion(app: &TestApp, key: &ClientKey, client_id: &str, changes: Value) -> String {
+pub(crate) fn assertion(app: &TestApp, key: &ClientKey, client_id: &str, changes: Value) -> String {
     let now = chrono::Utc::now().timestamp();
     let mut claims = json!({"iss": client_id, "sub": client_id, "aud": token_url(app),
         "exp": now + 240, "jti": uuid::Uuid::new_v4().to_string()});
@@ -100,7 +100,11 @@ fn assertion(app: &TestApp, key: &ClientKey, client_id: &str, changes: Value) ->
     jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
 }
 
-async fn request_token(app: &TestApp, assertion: &str, scope: &str) -> reqwest::Response {
+pub(crate) async fn request_token(
+    app: &TestApp,
+    assertion: &str,
+    scope: &str,
+) -> reqwest::Response {
     app.client
         .post(token_url(app))
         .form(&[
@@ -114,7 +118,12 @@ async fn request_token(app: &TestApp, assertion: &str, scope: &str) -> reqwest::
         .unwrap()
 }
 
-async fn assert_refused(response: reqwest::Response, status: StatusCode, error: &str, text: &str) {
+pub(crate) async fn assert_refused(
+    response: reqwest::Response,
+    status: StatusCode,
+    error: &str,
+    text: &str,
+) {
     assert_eq!(response.status(), status);
     assert_eq!(
         json(response).await,
