@@ -252,8 +252,7 @@ impl From<diesel::result::Error> for ApiError {
 }
 
 const UNREACHABLE: &str = "The database is not reachable; retry shortly";
-const READ_ONLY: &str =
-    "The database accepts no writes right now (read-only); reads still work; retry shortly";
+const READ_ONLY: &str = "The database accepts no writes right now (read-only); retry shortly";
 
 /// What a failing statement says about the database, not about the request.
 #[derive(Clone, Copy)]

@@ -1,5 +1,6 @@
 //! ketamine-fhir: a FHIR R4 server for ketamine-infusion pain clinics.
 
+pub mod audit;
 pub mod auth;
 pub mod clinic;
 pub mod config;

@@ -29,6 +29,8 @@ pub const BEARER: &str = "bearer_jwt";
     ),
     paths(
         routes::system::metadata,
+        routes::audit::search,
+        routes::audit::read,
         routes::bundle::process,
         routes::crud::create,
         routes::search::search_get,

@@ -132,9 +132,10 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(rate_limits)
                 .app_data(deadline.clone())
-                // Innermost first: a 429 still gets CORS and security headers, and every
+                // Innermost first: a 429 is still audited and gets CORS and security headers, and every
                 // response its request id and log line.
                 .wrap(from_fn(crate::security::rate_limit::limit_rate))
+                .wrap(from_fn(crate::audit::middleware::record_audit))
                 .wrap(Condition::new(
                     cors_policy.is_some(),
                     cors_policy.unwrap_or_default(),

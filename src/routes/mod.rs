@@ -1,5 +1,6 @@
 //! The single route table, and the shared state handlers receive.
 
+pub mod audit;
 pub mod bundle;
 pub mod conditional;
 pub mod crud;
@@ -132,6 +133,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/Subscription/{id}/$events")
                         .route(web::get().to(subscriptions::events)),
                 )
+                .service(resource("/AuditEvent").route(web::get().to(audit::search)))
+                .service(resource("/AuditEvent/{id}").route(web::get().to(audit::read)))
                 .service(resource("/{type}/$validate").route(web::post().to(operations::validate)))
                 .service(resource("/{type}/_search").route(web::post().to(search::search_post)))
                 .service(resource("/{type}/_history").route(web::get().to(history::type_history)))

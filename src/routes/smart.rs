@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
@@ -54,6 +54,7 @@ pub async fn token(
     verifier: web::Data<TokenVerifier>,
     signer: web::Data<Option<TokenSigner>>,
     remote: web::Data<RemoteDocuments>,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let signer = signer
@@ -67,6 +68,9 @@ pub async fn token(
         .filter(|scope| !scope.trim().is_empty())
         .ok_or_else(|| OAuthError::invalid_request("scope is required"))?;
     let client = authenticate(&state, &remote, assertion, verifier.leeway()).await?;
+    request
+        .extensions_mut()
+        .insert(crate::audit::AuditAgent(client.client_id.clone()));
     let granted = scopes::grant(scope, &client.scope).join(" ");
     if granted.is_empty() {
         return Err(OAuthError::new(

@@ -1,6 +1,7 @@
 //! Everything that talks SQL: the connection pool, migrations, resource versions, history, search.
 //! Transactions start and end in this module; nothing outside it writes SQL.
 
+pub mod audit;
 pub mod bulk;
 pub mod clients;
 pub mod clinic;

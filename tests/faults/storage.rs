@@ -1,6 +1,7 @@
 //! A database that cannot take writes: read-only (as a failover or maintenance makes it)
 //! and out of disk space (a real, size-limited filesystem). Writes get a clear 503, reads
-//! go on, nothing is stored half-way, and writes work again once the cause is gone.
+//! whose audit cannot be recorded are not answered (503), nothing is stored half-way, and
+//! reads, their audits and writes work again once the cause is gone.
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,29 @@ async fn some_patients(server: &Server, prefix: &str, count: usize) -> Vec<Strin
     paths
 }
 
+/// Reads during the outage: 503, since their AuditEvent cannot be recorded.
+async fn assert_reads_refused(server: &Server, paths: &[String], says: &str) {
+    for path in paths {
+        assert_unavailable(&server.get(path).await, says);
+    }
+}
+
+/// How many successful reads of `paths` the audit trail holds.
+fn audited_reads(cluster: &Cluster, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|path| {
+            let id = path.rsplit('/').next().unwrap();
+            cluster.sql(
+                "fhir",
+                &format!(
+                    "SELECT count(*) FROM audit_events WHERE subtype = 'read' AND outcome = '0' AND patient = '{id}'"
+                ),
+            )
+        })
+        .collect()
+}
+
 async fn assert_reads_work(server: &Server, paths: &[String]) {
     for path in paths {
         assert_eq!(server.get(path).await.status, StatusCode::OK, "{path}");
@@ -92,7 +116,7 @@ async fn a_read_only_database_refuses_writes_with_503_and_serves_reads() {
     changed["id"] = paths[0].rsplit('/').next().unwrap().into();
     let update = server.send(Method::PUT, &paths[0], Some(&changed)).await;
     assert_unavailable(&update, "read-only");
-    assert_reads_work(&server, &paths).await;
+    assert_reads_refused(&server, &paths, "read-only").await;
     assert_eq!(
         cluster.sql("fhir", "SELECT count(*) FROM resource_versions"),
         versions
@@ -105,6 +129,9 @@ async fn a_read_only_database_refuses_writes_with_503_and_serves_reads() {
     cluster.sql("postgres", "SELECT pg_reload_conf()");
     let answer = create_eventually(&server, "after", Duration::from_secs(10)).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(audited_reads(&cluster, &paths), vec!["0"; paths.len()]);
+    assert_reads_work(&server, &paths).await;
+    assert_eq!(audited_reads(&cluster, &paths), vec!["1"; paths.len()]);
     let stored = stored_marks(&cluster, "fhir");
     assert!(
         !stored.iter().any(|m| m.starts_with("refused")),
@@ -168,7 +195,16 @@ async fn a_full_disk_refuses_writes_with_503_and_corrupts_nothing() {
         .filter(|(_, a)| a.status == StatusCode::CREATED)
         .count();
     eprintln!("{accepted} bulky Patients stored before the disk was full");
-    assert_reads_work(&server, &paths).await;
+    // Fill what room is left with audit rows: once none fits, reads are refused.
+    let mut refused_reads = 0;
+    for _ in 0..2_000 {
+        if server.get(&paths[0]).await.status == StatusCode::SERVICE_UNAVAILABLE {
+            refused_reads += 1;
+            break;
+        }
+    }
+    assert_eq!(refused_reads, 1, "reads kept being answered on a full disk");
+    assert_reads_refused(&server, &paths[1..], "no disk space").await;
     let stored = stored_marks(&cluster, "fhir");
     for (mark, answer) in &answers {
         assert_eq!(
@@ -182,6 +218,13 @@ async fn a_full_disk_refuses_writes_with_503_and_corrupts_nothing() {
     cluster.resize_tmpfs(&small, 512 * 1024);
     let answer = create_eventually(&server, "after", Duration::from_secs(10)).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let before = audited_reads(&cluster, &paths[1..]);
+    assert_eq!(before, vec!["0"; paths.len() - 1]);
+    assert_reads_work(&server, &paths).await;
+    assert_eq!(
+        audited_reads(&cluster, &paths[1..]),
+        vec!["1"; paths.len() - 1]
+    );
     assert_versions_whole(&cluster, "fhir");
     assert_indexes_intact(&cluster, "fhir");
 }

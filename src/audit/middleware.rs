@@ -1,0 +1,97 @@
+//! Records the AuditEvent of every request (refusals included) once its handler has
+//! answered, and only then releases the answer: a read whose audit cannot be recorded is
+//! not returned (503 instead).
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
+
+use super::event::AuditRecord;
+use super::{AuditAgent, classify, is_unaudited};
+use crate::auth::jwt::Principal;
+use crate::error::ApiError;
+use crate::routes::AppState;
+use crate::store;
+use crate::telemetry::current_request_id;
+
+pub async fn record_audit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if is_unaudited(req.path()) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await?;
+    let Some(state) = state else {
+        return Ok(response.map_into_left_body());
+    };
+    let record = audit_record(response.request(), response.status().as_u16());
+    match store::audit::append(&state.pool, &record).await {
+        Ok(()) => Ok(response.map_into_left_body()),
+        Err(error) if record.interaction.action.is_write() => {
+            tracing::error!(error = %error, "the audit of a committed write was not recorded");
+            Ok(response.map_into_left_body())
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "audit not recorded; the answer is withheld");
+            let refusal = unavailable(error).error_response();
+            let (request, _) = response.into_parts();
+            Ok(ServiceResponse::new(request, refusal).map_into_right_body())
+        }
+    }
+}
+
+/// A database failure keeps its own 503 text; anything else becomes a generic 503.
+fn unavailable(error: ApiError) -> ApiError {
+    match error {
+        ApiError::Unavailable(_) | ApiError::Timeout(_) => error,
+        _ => ApiError::Unavailable("The audit trail cannot be written; retry shortly".into()),
+    }
+}
+
+fn audit_record(request: &HttpRequest, status: u16) -> AuditRecord {
+    let pattern = request
+        .match_pattern()
+        .unwrap_or_else(|| request.path().to_string());
+    let principal = request.extensions().get::<Principal>().cloned();
+    let resource_type = resource_type(request);
+    let id = request.match_info().get("id").map(str::to_string);
+    let target = resource_type.as_ref().map(|t| match &id {
+        Some(id) => format!("{t}/{id}"),
+        None => t.clone(),
+    });
+    let patient = principal
+        .as_ref()
+        .and_then(|p| p.patient.clone())
+        .or_else(|| {
+            (resource_type.as_deref() == Some("Patient"))
+                .then(|| id.clone())
+                .flatten()
+        });
+    AuditRecord {
+        interaction: classify(request.method(), &pattern),
+        agent: principal.map(|p| p.subject).or_else(|| {
+            request
+                .extensions()
+                .get::<AuditAgent>()
+                .map(|agent| agent.0.clone())
+        }),
+        address: request.peer_addr().map(|a| a.ip().to_string()),
+        target,
+        patient,
+        query: Some(request.query_string().to_string()),
+        request_id: current_request_id(),
+        status,
+    }
+}
+
+/// The resource type a FHIR path names: its first segment after `/fhir/`, when that is a
+/// type name (capitalized), not `_history` or `$export`.
+fn resource_type(request: &HttpRequest) -> Option<String> {
+    let segment = request.path().strip_prefix("/fhir/")?.split('/').next()?;
+    segment
+        .starts_with(|c: char| c.is_ascii_uppercase())
+        .then(|| segment.to_string())
+}

@@ -1,0 +1,243 @@
+//! The audit trail: every interaction and refusal leaves one AuditEvent, auditors search
+//! them, nobody changes them, and a read whose audit cannot be written is not returned.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json};
+
+const AUDITOR: &str = "system/AuditEvent.rs";
+
+fn patient() -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": "Audited"}]})
+}
+
+/// The AuditEvents an auditor finds with `query`.
+async fn audit_search(app: &TestApp, query: &str) -> Value {
+    let auditor = app.token_for(AUDITOR, None);
+    let response = app.get_as(&auditor, &format!("AuditEvent?{query}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    json(response).await
+}
+
+fn events(bundle: &Value) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+async fn sql(app: &TestApp, statement: &str) -> Result<usize, diesel::result::Error> {
+    let mut conn = AsyncPgConnection::establish(&app.database_url)
+        .await
+        .unwrap();
+    diesel::sql_query(statement).execute(&mut conn).await
+}
+
+#[tokio::test]
+async fn a_read_leaves_one_audit_event_with_agent_entity_patient_outcome_and_request_id() {
+    let app = TestApp::spawn().await;
+    let id = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = app
+        .request(Method::GET, &format!("Patient/{id}"))
+        .header("X-Request-Id", "audit-read-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let found = events(&audit_search(&app, "request-id=audit-read-1").await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let event = &found[0];
+    assert_eq!(event["subtype"][0]["code"], "read");
+    assert_eq!(event["type"]["code"], "rest");
+    assert_eq!(event["action"], "R");
+    assert_eq!(event["outcome"], "0");
+    assert_eq!(
+        event["agent"][0]["who"]["identifier"]["value"],
+        "test-suite"
+    );
+    assert_eq!(event["agent"][0]["requestor"], true);
+    assert_eq!(event["agent"][0]["network"]["address"], "127.0.0.1");
+    let target = format!("Patient/{id}");
+    assert_eq!(event["entity"][0]["what"]["reference"], target.as_str());
+    assert_eq!(event["entity"][1]["what"]["reference"], target.as_str());
+    assert_eq!(event["entity"][1]["role"]["code"], "1");
+    assert_eq!(
+        event["entity"][2]["detail"][0]["valueString"],
+        "audit-read-1"
+    );
+    let by_patient =
+        events(&audit_search(&app, &format!("patient=Patient/{id}&subtype=read")).await);
+    assert_eq!(by_patient.len(), 1);
+}
+
+#[tokio::test]
+async fn a_search_and_a_create_are_audited_with_their_query_and_action() {
+    let app = TestApp::spawn().await;
+    app.create(&patient()).await;
+    let search = app.get("Patient?family=Audited").await;
+    assert_eq!(search.status(), StatusCode::OK);
+    let searches = events(&audit_search(&app, "subtype=search-type").await);
+    assert_eq!(searches.len(), 1);
+    assert_eq!(searches[0]["entity"][0]["what"]["reference"], "Patient");
+    use base64::Engine;
+    let query = base64::engine::general_purpose::STANDARD.encode("family=Audited");
+    assert_eq!(searches[0]["entity"][1]["query"], query.as_str());
+    let creates = events(&audit_search(&app, "action=C&outcome=0").await);
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0]["subtype"][0]["code"], "create");
+    // A refused write leaves a failure audit and no success audit.
+    let invalid = app
+        .post(
+            "Patient",
+            &json!({"resourceType": "Patient", "gender": "x"}),
+        )
+        .await;
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        events(&audit_search(&app, "action=C&outcome=4").await).len(),
+        1
+    );
+    assert_eq!(
+        events(&audit_search(&app, "action=C&outcome=0").await).len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn refusals_401_403_and_429_are_audited_as_minor_failures() {
+    let app = TestApp::spawn_with(|config| {
+        config.edge.rate_limit_per_second = 1;
+        config.edge.rate_limit_burst = 3;
+    })
+    .await;
+    let missing = app.get_anonymous("Patient").await;
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    let narrow = app.token_for("system/Observation.rs", None);
+    let forbidden = app.get_as(&narrow, "Patient").await;
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    let mut limited = 0;
+    for _ in 0..6 {
+        if app.get_as(&narrow, "Observation").await.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0);
+    let rows = app
+        .count_rows("audit_events WHERE outcome = '4' AND agent IS NULL")
+        .await;
+    assert_eq!(rows, 1);
+    let refused = app
+        .count_rows("audit_events WHERE outcome = '4' AND content->>'outcomeDesc' = 'HTTP 403'")
+        .await;
+    assert_eq!(refused, 1);
+    let throttled = app
+        .count_rows("audit_events WHERE outcome = '4' AND content->>'outcomeDesc' = 'HTTP 429'")
+        .await;
+    assert_eq!(throttled, limited);
+}
+
+#[tokio::test]
+async fn an_auditor_searches_by_date_agent_patient_and_outcome() {
+    let app = TestApp::spawn().await;
+    let id = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = app.token_for("system/*.rs", None);
+    for _ in 0..2 {
+        assert_eq!(
+            app.get(&format!("Patient/{id}")).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        app.get_as(&other, "Patient/missing").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    let all = events(&audit_search(&app, &format!("date=ge{today}&date=lt{tomorrow}")).await);
+    assert_eq!(all.len(), 4, "{all:?}");
+    let none = events(&audit_search(&app, &format!("date=ge{tomorrow}")).await);
+    assert!(none.is_empty());
+    let agent = events(&audit_search(&app, "agent=test-suite").await);
+    // Every token here has subject test-suite: the create, three reads, two searches.
+    assert_eq!(agent.len(), 6, "{agent:?}");
+    let patient = events(&audit_search(&app, &format!("patient={id}")).await);
+    assert_eq!(patient.len(), 2);
+    let failed = events(&audit_search(&app, "outcome=4").await);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0]["entity"][0]["what"]["reference"],
+        "Patient/missing"
+    );
+    let reader = app.token_for("system/Patient.rs", None);
+    let refused = app.get_as(&reader, "AuditEvent").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn clients_cannot_write_audit_events_and_sql_cannot_change_them() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("Patient").await.status(), StatusCode::OK);
+    let before = app.count_rows("audit_events").await;
+    let event = json!({"resourceType": "AuditEvent", "id": "x"});
+    for (method, path) in [
+        (Method::POST, "AuditEvent"),
+        (Method::PUT, "AuditEvent/x"),
+        (Method::DELETE, "AuditEvent/x"),
+        (Method::PATCH, "AuditEvent/x"),
+    ] {
+        let response = app.send_json(method.clone(), path, &event).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let body = json(response).await;
+        assert_eq!(body["resourceType"], "OperationOutcome");
+    }
+    // Each refusal is itself audited, nothing else changed.
+    assert_eq!(app.count_rows("audit_events").await, before + 4);
+    let update = sql(&app, "UPDATE audit_events SET outcome = '0'").await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sql(&app, "DELETE FROM audit_events").await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    assert_eq!(app.count_rows("audit_events").await, before + 4);
+}
+
+#[tokio::test]
+async fn a_read_whose_audit_cannot_be_written_is_503_and_works_after_recovery() {
+    let app = TestApp::spawn().await;
+    let id = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("Patient/{id}");
+    // The server connects as the table's owner: a constraint no row meets refuses it.
+    sql(
+        &app,
+        "ALTER TABLE audit_events ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
+    )
+    .await
+    .unwrap();
+    let refused = app.get(&path).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = json(refused).await;
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert!(body.to_string().find("Audited").is_none(), "{body}");
+    sql(&app, "ALTER TABLE audit_events DROP CONSTRAINT refuse_all")
+        .await
+        .unwrap();
+    assert_eq!(app.get(&path).await.status(), StatusCode::OK);
+    let reads = app.count_rows("audit_events WHERE subtype = 'read'").await;
+    assert_eq!(reads, 1);
+}
