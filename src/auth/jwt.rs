@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::keys::read_key_file;
 use super::oidc::ExternalIssuers;
-use super::scopes::{Interaction, Scope, ScopeContext, parse_scopes};
+use super::scopes::{Scope, parse_scopes};
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -200,13 +200,6 @@ fn verification_key(path: &Path, what: &str) -> anyhow::Result<(String, Decoding
     Ok((kid, key, jwk))
 }
 
-/// What a request may reach: everything its scopes name, or one patient's compartment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
-    Full,
-    Patient(String),
-}
-
 /// The authenticated caller: token subject and granted scopes.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -215,41 +208,6 @@ pub struct Principal {
     pub patient: Option<String>,
     /// The `fhirUser` claim of an external issuer's token: the user's FHIR resource URL.
     pub fhir_user: Option<String>,
-}
-
-impl Principal {
-    /// Checks the scopes for `interaction` on `resource_type` (`None`: all types, as for
-    /// system history). Patient-context scopes grant access to that patient's data only.
-    pub fn authorize(
-        &self,
-        resource_type: Option<&str>,
-        interaction: Interaction,
-    ) -> Result<Access, ApiError> {
-        let permission = interaction.permission();
-        let granting: Vec<&Scope> = self
-            .scopes
-            .iter()
-            .filter(|scope| scope.grants(resource_type, permission))
-            .collect();
-        if granting
-            .iter()
-            .any(|scope| scope.context != ScopeContext::Patient)
-        {
-            return Ok(Access::Full);
-        }
-        if !granting.is_empty() {
-            if let Some(patient) = &self.patient {
-                return Ok(Access::Patient(patient.clone()));
-            }
-            return Err(ApiError::Forbidden(
-                "patient/ scopes need a token with a patient claim".into(),
-            ));
-        }
-        let target = resource_type.unwrap_or("all resource types");
-        Err(ApiError::Forbidden(format!(
-            "The access token's scopes do not allow {interaction:?} on {target}"
-        )))
-    }
 }
 
 fn bearer_token(request: &HttpRequest) -> Result<&str, ApiError> {
@@ -384,23 +342,4 @@ pub fn issue_token(
     ttl_seconds: i64,
 ) -> anyhow::Result<String> {
     TokenSigner::from_config(config)?.sign(subject, scope, patient, ttl_seconds)
-}
-
-/// Is `resource` in the compartment of `patient` (the Patient itself, or about it)? A
-/// Coverage is about its beneficiary (what its `patient` search parameter indexes), the
-/// other types about their `subject` or `patient`.
-pub fn in_patient_compartment(resource_type: &str, resource: &Value, patient: &str) -> bool {
-    let target = format!("Patient/{patient}");
-    let fields: &[&str] = match resource_type {
-        "Patient" => return resource["id"].as_str() == Some(patient),
-        "Coverage" => &["beneficiary"],
-        _ => &["subject", "patient"],
-    };
-    fields.iter().any(|field| {
-        resource[*field]["reference"]
-            .as_str()
-            .is_some_and(|reference| {
-                reference == target || reference.ends_with(&format!("/{target}"))
-            })
-    })
 }

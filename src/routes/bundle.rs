@@ -23,7 +23,7 @@ use super::http::{
     require_content_type,
 };
 use super::search::{conditional_criteria, parse_form, parse_search, search_bundle};
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle_request::{

@@ -12,7 +12,7 @@ use super::http::{
     Preferences, created_or_ok, if_match, preferences, write_response, written_response,
 };
 use super::search::conditional_criteria;
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::outcome::Issue;

@@ -10,7 +10,7 @@ use super::http::{
     Preferences, RESOURCE_CONTENT_TYPES, created_or_ok, if_match, if_none_match_hits, parse_json,
     preferences, read_body, require_content_type, resource_response, written_response,
 };
-use crate::auth::jwt::{Access, in_patient_compartment};
+use crate::auth::access::{Access, in_patient_compartment};
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::outcome::Issue;

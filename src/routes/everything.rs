@@ -9,7 +9,7 @@ use super::http::{
 };
 use super::operations::readable_patient;
 use super::search::{decode_cursor, encode_cursor, parse_form};
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::ApiResult;
 use crate::fhir::FHIR_JSON;

@@ -11,7 +11,7 @@ use super::AppState;
 use super::crud::{ensure_in_compartment, instance, read_live};
 use super::http::http_date;
 use super::search::parse_form;
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::export::manifest::{self, file_number, status_url};

@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle::{Link, history};
@@ -34,7 +34,7 @@ pub async fn instance_history(
         .ok_or_else(|| ApiError::NotFound(format!("{resource_type}/{id} does not exist")))?;
     if let Access::Patient(patient) = &access {
         let in_compartment = current.content.as_ref().is_some_and(|c| {
-            crate::auth::jwt::in_patient_compartment(resource_type.as_str(), c, patient)
+            crate::auth::access::in_patient_compartment(resource_type.as_str(), c, patient)
         });
         if !in_compartment {
             return Err(ApiError::Forbidden(

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::AppState;
 use super::crud::{ensure_in_compartment, instance, read_live};
 use super::http::{RESOURCE_CONTENT_TYPES, parse_json, read_body, require_content_type};
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::clinic::record::PatientRecord;
 use crate::clinic::{safety, treatment};

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::operations::{date_parameter, parameters_response, patient_record, readable_patient};
 use super::search::parse_form;
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::clinic::outcomes::{patient_outcomes as outcomes_of, to_parameters};
 use crate::error::{ApiError, ApiResult};

@@ -10,7 +10,7 @@ use super::AppState;
 use super::http::{RESOURCE_CONTENT_TYPES, parse_json, read_body, require_content_type};
 use super::operations::{date_parameter, readable_patient, single_parameter};
 use super::search::parse_form;
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::clinic::billing::is_ndc;
 use crate::clinic::config::ClinicConfig;

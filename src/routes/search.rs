@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::http::{preferences, read_body, require_content_type};
-use crate::auth::jwt::Access;
+use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle::{Link, SearchMode, search_entry, searchset};
@@ -178,17 +178,10 @@ pub(super) async fn search_bundle(
             ),
         ));
     }
-    let included = if access == Access::Full {
-        includes(state, &page.rows, &parsed, &mut issues).await?
-    } else {
-        if !parsed.includes.is_empty() || !parsed.revincludes.is_empty() {
-            issues.push(Issue::warning(
-                "forbidden",
-                "_include and _revinclude are not applied for patient-scoped tokens",
-            ));
-        }
-        Vec::new()
-    };
+    let mut included = includes(state, &page.rows, &parsed, &mut issues).await?;
+    if let Access::Patient(patient) = &access {
+        included.retain(|(_, resource)| patient_may_see_included(principal, resource, patient));
+    }
 
     let page_url = |cursor: Option<&Cursor>| {
         let mut pairs = parsed.applied.clone();
@@ -246,6 +239,20 @@ pub(super) async fn search_bundle(
 
 /// Resources `_include` and `_revinclude` add to a page (`:iterate` follows them on from
 /// what they added). Past `max_includes` the rest are left out, and an issue says how many.
+/// An included resource reaches a patient token only if its scopes grant reading its type
+/// and it is in the patient's compartment or of a type outside every patient compartment.
+fn patient_may_see_included(principal: &Principal, resource: &Value, patient: &str) -> bool {
+    let Some(resource_type) = resource["resourceType"].as_str() else {
+        return false;
+    };
+    let readable = principal
+        .authorize(Some(resource_type), Interaction::Read)
+        .is_ok();
+    readable
+        && (!crate::fhir::compartment::may_be_in_patient_compartment(resource_type)
+            || crate::auth::access::in_patient_compartment(resource_type, resource, patient))
+}
+
 async fn includes(
     state: &AppState,
     matches: &[(i64, Value)],
