@@ -237,6 +237,22 @@ pub struct Config {
 
     #[command(flatten)]
     pub edge: EdgeConfig,
+
+    #[command(flatten)]
+    pub audit: AuditConfig,
+}
+
+/// The audit trail's group commit (src/audit/writer.rs).
+#[derive(Debug, Clone, Args)]
+pub struct AuditConfig {
+    /// Tasks writing AuditEvents, each on a database connection of its own. A request's
+    /// answer waits for the commit of its event; events that arrive together share one.
+    #[arg(long, global = true, env = "AUDIT_WRITERS", default_value_t = 2)]
+    pub audit_writers: usize,
+
+    /// Most AuditEvents one writer inserts in one statement and commit.
+    #[arg(long, global = true, env = "AUDIT_BATCH_MAX", default_value_t = 256)]
+    pub audit_batch_max: usize,
 }
 
 /// Protection at the HTTP edge: CORS for browser clients and per-client rate limits

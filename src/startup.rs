@@ -8,6 +8,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 
+use crate::audit::writer::AuditWriter;
 use crate::auth::TokenVerifier;
 use crate::config::{Config, DefaultTotal};
 use crate::export::worker::{self as export_worker, Exporter};
@@ -113,6 +114,13 @@ impl Application {
             config,
             remote.clone(),
         ));
+        let mut audit_config = config.clone();
+        audit_config.db_pool_size = config.audit.audit_writers.max(1);
+        let audit = web::Data::new(AuditWriter::start(
+            store::build_pool(&audit_config)?,
+            config.audit.audit_writers,
+            config.audit.audit_batch_max,
+        ));
         let metrics = web::Data::from(metrics);
         let openapi = crate::openapi::configure(crate::openapi::document());
         let shared_state = state.clone();
@@ -132,6 +140,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(rate_limits)
                 .app_data(deadline.clone())
+                .app_data(audit.clone())
                 // Innermost first: a 429 is still audited and gets CORS and security headers, and every
                 // response its request id and log line.
                 .wrap(from_fn(crate::security::rate_limit::limit_rate))

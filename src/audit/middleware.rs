@@ -8,11 +8,10 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 
 use super::event::AuditRecord;
+use super::writer::AuditWriter;
 use super::{AuditAgent, classify, is_unaudited};
 use crate::auth::jwt::Principal;
 use crate::error::ApiError;
-use crate::routes::AppState;
-use crate::store;
 use crate::telemetry::current_request_id;
 
 pub async fn record_audit(
@@ -22,15 +21,16 @@ pub async fn record_audit(
     if is_unaudited(req.path()) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let writer = req.app_data::<web::Data<AuditWriter>>().cloned();
     let response = next.call(req).await?;
-    let Some(state) = state else {
+    let Some(writer) = writer else {
         return Ok(response.map_into_left_body());
     };
     let record = audit_record(response.request(), response.status().as_u16());
-    match store::audit::append(&state.pool, &record).await {
+    let is_write = record.interaction.action.is_write();
+    match writer.record(record).await {
         Ok(()) => Ok(response.map_into_left_body()),
-        Err(error) if record.interaction.action.is_write() => {
+        Err(error) if is_write => {
             tracing::error!(error = %error, "the audit of a committed write was not recorded");
             Ok(response.map_into_left_body())
         }

@@ -1,9 +1,11 @@
 //! The audit trail: what each interaction or refusal was (`Interaction`), the AuditEvent
-//! recorded for it (`event`), and the middleware that records it before the response
-//! leaves (`middleware`). The SQL is in `store::audit`.
+//! recorded for it (`event`), the middleware that records it before the response
+//! leaves (`middleware`) and the group-commit writers it hands events to (`writer`). The
+//! SQL is in `store::audit`.
 
 pub mod event;
 pub mod middleware;
+pub mod writer;
 
 use actix_web::http::Method;
 

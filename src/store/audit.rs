@@ -1,4 +1,4 @@
-//! The SQL of the audit trail: append one AuditEvent, search them. Rows are never updated
+//! The SQL of the audit trail: append a batch of AuditEvents, search them. Rows are never updated
 //! or deleted (the migration's triggers refuse it).
 
 use chrono::{DateTime, Utc};
@@ -14,26 +14,43 @@ use crate::error::ApiResult;
 
 const INSERT: &str = "\
 INSERT INTO audit_events (id, recorded, request_id, agent, patient, outcome, subtype, action, content)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)";
+SELECT id, recorded, request_id, agent, patient, outcome, subtype, action, content::jsonb
+  FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::text[])
+    AS event(id, recorded, request_id, agent, patient, outcome, subtype, action, content)";
 
-/// Records one AuditEvent, committed when this returns `Ok`.
-pub async fn append(pool: &Pool, record: &AuditRecord) -> ApiResult<()> {
-    let id = uuid::Uuid::new_v4().to_string();
+/// Records `records` in one statement (one commit): all of them when this returns `Ok`,
+/// none otherwise.
+pub async fn append_all(pool: &Pool, records: &[&AuditRecord]) -> ApiResult<()> {
     let recorded = Utc::now();
-    let content = record.resource(&id, recorded);
+    let ids: Vec<String> = records
+        .iter()
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let optional = |field: fn(&AuditRecord) -> &Option<String>| -> Bound {
+        Bound::OptionalTexts(records.iter().map(|r| field(r).clone()).collect())
+    };
+    let text = |field: fn(&AuditRecord) -> String| -> Bound {
+        Bound::Texts(records.iter().map(|r| field(r)).collect())
+    };
+    let contents = records
+        .iter()
+        .zip(&ids)
+        .map(|(record, id)| record.resource(id, recorded).to_string())
+        .collect();
     let mut conn = connection(pool).await?;
     Statement::new(
         INSERT,
         vec![
-            Bound::Text(id),
-            Bound::Instant(recorded),
-            Bound::OptionalText(record.request_id.clone()),
-            Bound::OptionalText(record.agent.clone()),
-            Bound::OptionalText(record.patient.clone()),
-            Bound::Text(record.outcome().into()),
-            Bound::Text(record.interaction.code.into()),
-            Bound::Text(record.interaction.action.code().into()),
-            Bound::Text(content.to_string()),
+            Bound::Texts(ids),
+            Bound::Instants(vec![recorded; records.len()]),
+            optional(|r| &r.request_id),
+            optional(|r| &r.agent),
+            optional(|r| &r.patient),
+            text(|r| r.outcome().into()),
+            text(|r| r.interaction.code.into()),
+            text(|r| r.interaction.action.code().into()),
+            Bound::Texts(contents),
         ],
     )
     .execute(&mut conn)

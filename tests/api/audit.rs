@@ -241,3 +241,44 @@ async fn a_read_whose_audit_cannot_be_written_is_503_and_works_after_recovery() 
     let reads = app.count_rows("audit_events WHERE subtype = 'read'").await;
     assert_eq!(reads, 1);
 }
+
+/// One writer and batches of at most 4: concurrent reads are committed together, and each
+/// still leaves exactly its own AuditEvent before its answer is released.
+#[tokio::test]
+async fn concurrent_reads_share_commits_and_each_is_audited_once() {
+    let app = TestApp::spawn_with(|config| {
+        config.audit.audit_writers = 1;
+        config.audit.audit_batch_max = 4;
+    })
+    .await;
+    let id = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reads = (0..24).map(|n| {
+        let request = app
+            .request(Method::GET, &format!("Patient/{id}"))
+            .header("X-Request-Id", format!("batched-read-{n}"));
+        async move { request.send().await.unwrap().status() }
+    });
+    let statuses = futures_util::future::join_all(reads).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+
+    let read_events = events(&audit_search(&app, "subtype=read&_count=100").await);
+    let mut request_ids: Vec<String> = read_events
+        .iter()
+        .map(|event| {
+            event["entity"][2]["detail"][0]["valueString"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    request_ids.sort();
+    let mut expected: Vec<String> = (0..24).map(|n| format!("batched-read-{n}")).collect();
+    expected.sort();
+    assert_eq!(request_ids, expected);
+}

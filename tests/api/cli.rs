@@ -16,7 +16,9 @@ pub fn binary(app: &TestApp) -> Command {
         .env("JWT_PUBLIC_KEY_FILE", &app.config.jwt_public_key_file)
         .env("JWT_ISSUER", &app.config.jwt_issuer)
         .env("JWT_AUDIENCE", &app.config.jwt_audience)
-        .env("LOG_FORMAT", "json");
+        .env("LOG_FORMAT", "json")
+        // Error messages are asserted as users see them, without a developer's backtrace.
+        .env("RUST_BACKTRACE", "0");
     command
 }
 
