@@ -159,7 +159,7 @@ async fn chains_and_has_are_no_oracle_on_another_patient() {
             StatusCode::OK,
         )
         .await;
-    assert_eq!(entry_ids(&own), [t.a.clone()]);
+    assert_eq!(entry_ids(&own), std::slice::from_ref(&t.a));
 }
 
 #[tokio::test]
@@ -204,7 +204,7 @@ async fn include_needs_read_on_the_included_type() {
             StatusCode::OK,
         )
         .await;
-    assert_eq!(entry_ids(&bundle), [t.a_obs.clone()]);
+    assert_eq!(entry_ids(&bundle), std::slice::from_ref(&t.a_obs));
 }
 
 #[tokio::test]
