@@ -67,6 +67,9 @@ pub struct Scope {
     pub resource_type: Option<String>,
     /// The granted permission letters, a subset of `cruds`.
     pub permissions: String,
+    /// A SMART v2 search restriction (`.rs?category=vital-signs`) as name/value pairs.
+    /// Restricted scopes are parsed but not yet enforced, so they grant nothing.
+    pub restriction: Option<Vec<(String, String)>>,
 }
 
 impl Scope {
@@ -80,10 +83,10 @@ impl Scope {
             _ => return None,
         };
         let (resource_type, permissions) = rest.split_once('.')?;
-        // v2 permissions may carry a query (`.rs?category=...`); it narrows, so refuse to widen.
-        if permissions.contains('?') {
-            return None;
-        }
+        let (permissions, restriction) = match permissions.split_once('?') {
+            Some((letters, query)) => (letters, Some(parse_restriction(query)?)),
+            None => (permissions, None),
+        };
         let permissions = match permissions {
             "read" => "rs".to_string(),
             "write" => "cud".to_string(),
@@ -100,17 +103,31 @@ impl Scope {
             context,
             resource_type,
             permissions,
+            restriction,
         })
     }
 
+    /// A restricted scope grants nothing until its restriction is enforced as a search
+    /// filter: granting it unrestricted would widen what the client asked for.
     pub fn grants(&self, resource_type: Option<&str>, permission: Permission) -> bool {
         let type_ok = match (&self.resource_type, resource_type) {
             (None, _) => true,
             (Some(granted), Some(wanted)) => granted == wanted,
             (Some(_), None) => false,
         };
-        type_ok && self.permissions.contains(permission.letter())
+        type_ok && self.restriction.is_none() && self.permissions.contains(permission.letter())
     }
+}
+
+/// `name=value&name=value`; an empty query, name or value makes the scope unusable.
+fn parse_restriction(query: &str) -> Option<Vec<(String, String)>> {
+    query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (!name.is_empty() && !value.is_empty()).then(|| (name.to_string(), value.to_string()))
+        })
+        .collect()
 }
 
 /// v2 permission strings are letters of `cruds` in that order, each at most once.
@@ -202,8 +219,32 @@ mod tests {
         assert!(Scope::parse("system/Patient.rr").is_none());
         assert!(Scope::parse("openid").is_none());
         assert!(Scope::parse("admin/Patient.r").is_none());
-        assert!(Scope::parse("system/Observation.rs?category=vital-signs").is_none());
+        assert!(Scope::parse("system/Observation.rs?").is_none());
+        assert!(Scope::parse("system/Observation.rs?category").is_none());
+        assert!(Scope::parse("system/Observation.rs?category=").is_none());
         assert_eq!(parse_scopes("openid system/*.rs").len(), 1);
+    }
+
+    #[test]
+    fn restricted_scopes_keep_their_query_and_grant_nothing_yet() {
+        let scope =
+            Scope::parse("patient/Observation.rs?category=vital-signs&status=final").unwrap();
+        assert_eq!(scope.resource_type.as_deref(), Some("Observation"));
+        assert_eq!(scope.permissions, "rs");
+        assert_eq!(
+            scope.restriction,
+            Some(vec![
+                ("category".to_string(), "vital-signs".to_string()),
+                ("status".to_string(), "final".to_string()),
+            ])
+        );
+        assert!(!scope.grants(Some("Observation"), Permission::Read));
+        assert!(
+            Scope::parse("system/Observation.rs")
+                .unwrap()
+                .restriction
+                .is_none()
+        );
     }
 
     #[test]

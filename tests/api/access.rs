@@ -328,3 +328,19 @@ async fn read_only_patient_scope_writes_nothing() {
     forbidden(&json(response).await);
     assert_eq!(t.app.count_rows("resources").await, before);
 }
+
+#[actix_web::test]
+async fn restricted_scopes_grant_nothing_until_enforced() {
+    let t = two_patients().await;
+    for scope in [
+        "patient/Observation.rs?category=vital-signs",
+        "system/Observation.rs?category=vital-signs",
+    ] {
+        let token = t.token_a(scope);
+        let path = format!("/Observation/{}", t.a_obs);
+        let response = t.app.get_as(&token, &path).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{scope}");
+        let response = t.app.get_as(&token, "/Observation").await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{scope}");
+    }
+}
