@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 pub mod fhir;
+pub mod fuzzing;
 pub mod import;
 pub mod metrics;
 pub mod openapi;

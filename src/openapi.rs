@@ -592,6 +592,10 @@ const ERROR_RESPONSES: &[(&str, &[u16])] = &[
     ("export_status", &[401, 404, 503]),
     ("cancel_export", &[401, 404, 503]),
     ("export_file", &[401, 403, 404, 503]),
+    ("validate", &[400, 401, 403, 404, 413, 415, 503]),
+    ("treatment_status", &[401, 403, 404, 410, 503]),
+    ("patient_outcomes", &[401, 503]),
+    ("clinic_outcomes", &[401, 503]),
 ];
 
 fn error_meaning(status: u16) -> &'static str {

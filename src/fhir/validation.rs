@@ -623,10 +623,11 @@ fn decimal_in_range(text: &str) -> bool {
 
 /// The regexes accept 2026-02-31; the calendar does not.
 fn calendar_date_ok(text: &str) -> bool {
-    if text.len() < 10 {
-        return true;
+    // `get` rather than slicing: byte 10 may fall inside a multi-byte character.
+    match text.get(..10) {
+        Some(day) => NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok(),
+        None => text.len() < 10,
     }
-    NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").is_ok()
 }
 
 #[cfg(test)]
@@ -709,6 +710,20 @@ mod tests {
                     && e.ends_with("Observation.valueQuantity.value")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn a_multi_byte_character_at_the_day_boundary_is_an_error_not_a_panic() {
+        for birth_date in ["2024-01-0\u{e9}", "2024-01-\u{e9}1", "2024-01-01\u{e9}"] {
+            let found = errors(
+                "Patient",
+                json!({"resourceType": "Patient", "birthDate": birth_date}),
+            );
+            assert!(
+                found.iter().any(|e| e.contains("birthDate")),
+                "{birth_date}: {found:?}"
+            );
+        }
     }
 
     #[test]

@@ -225,6 +225,16 @@ async fn hostile_bodies_get_a_4xx_outcome_and_change_nothing() {
             "A string must not contain control characters",
         ),
         (
+            patient_text(r#""birthDate": "2024-01-0é""#).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "'2024-01-0é' is not a valid date",
+        ),
+        (
+            patient_text(r#""birthDate": "1975-04-12", "name": [{"given": [1, 2, 3]}]"#).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "Expected a value of type string",
+        ),
+        (
             many_names.into_bytes(),
             StatusCode::BAD_REQUEST,
             ": the document has more than 50000 values",
