@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -82,15 +82,9 @@ fn signing_key(jwks: &Value, header: &Header) -> Result<DecodingKey, OAuthError>
         .kid
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_client("the client assertion has no kid"))?;
-    let jwk: Jwk = jwks["keys"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|key| key["kid"].as_str() == Some(kid))
-        .find_map(|key| serde_json::from_value(key.clone()).ok())
-        .ok_or_else(|| {
-            OAuthError::invalid_client("no registered key of the client has that kid")
-        })?;
+    let jwk = super::keys::jwk_by_kid(jwks, kid).ok_or_else(|| {
+        OAuthError::invalid_client("no registered key of the client has that kid")
+    })?;
     let suits = match (&jwk.algorithm, header.alg) {
         (AlgorithmParameters::RSA(_), Algorithm::RS384) => true,
         (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384) => {

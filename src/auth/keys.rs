@@ -114,3 +114,13 @@ pub fn kid_of_private_key(pem: &[u8]) -> anyhow::Result<String> {
     let jwk = public_jwk(public.as_bytes())?;
     Ok(jwk["kid"].as_str().unwrap_or_default().to_string())
 }
+
+/// The key of a JWK Set (`{"keys": [...]}`) named by `kid`, if one parses as a JWK.
+pub fn jwk_by_kid(jwks: &serde_json::Value, kid: &str) -> Option<jsonwebtoken::jwk::Jwk> {
+    jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|key| key["kid"].as_str() == Some(kid))
+        .find_map(|key| serde_json::from_value(key.clone()).ok())
+}

@@ -133,12 +133,7 @@ impl ExternalIssuers {
             .map_err(|failure| {
                 unauthorized(format!("the issuer's keys are unavailable: {failure}"))
             })?;
-        let jwk: Jwk = jwks["keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|key| key["kid"].as_str() == Some(kid))
-            .find_map(|key| serde_json::from_value(key.clone()).ok())
+        let jwk = super::keys::jwk_by_kid(&jwks, kid)
             .ok_or_else(|| unauthorized("no key of the issuer has the access token's kid"))?;
         if !suits(&jwk, header.alg) {
             return Err(unauthorized(
