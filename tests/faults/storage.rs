@@ -91,7 +91,7 @@ async fn assert_reads_work(server: &Server, paths: &[String]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_read_only_database_refuses_writes_with_503_and_serves_reads() {
+async fn a_read_only_database_refuses_writes_and_unauditable_reads_with_503() {
     let cluster = Cluster::start_new(&[]);
     let url = cluster.create_database("fhir", None);
     let server = Server::start(&url, &[("DB_POOL_SIZE", "4")]).await;
