@@ -11,7 +11,6 @@ use super::event::AuditRecord;
 use super::writer::AuditWriter;
 use super::{AuditAgent, classify, is_unaudited};
 use crate::auth::jwt::Principal;
-use crate::error::ApiError;
 use crate::telemetry::current_request_id;
 
 pub async fn record_audit(
@@ -36,18 +35,12 @@ pub async fn record_audit(
         }
         Err(error) => {
             tracing::warn!(error = %error, "audit not recorded; the answer is withheld");
-            let refusal = unavailable(error).error_response();
+            // The writers answer a failure as a 503 already (an outage's own text, or a
+            // generic one), so it is the refusal as it stands.
+            let refusal = error.error_response();
             let (request, _) = response.into_parts();
             Ok(ServiceResponse::new(request, refusal).map_into_right_body())
         }
-    }
-}
-
-/// A database failure keeps its own 503 text; anything else becomes a generic 503.
-fn unavailable(error: ApiError) -> ApiError {
-    match error {
-        ApiError::Unavailable(_) | ApiError::Timeout(_) => error,
-        _ => ApiError::Unavailable("The audit trail cannot be written; retry shortly".into()),
     }
 }
 

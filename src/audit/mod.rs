@@ -91,10 +91,9 @@ pub fn classify(method: &Method, pattern: &str) -> Interaction {
 
 /// Paths never audited: probes, the API description and the CapabilityStatement.
 pub fn is_unaudited(path: &str) -> bool {
-    matches!(
-        path,
-        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/fhir/metadata"
-    ) || path.starts_with("/docs")
+    crate::security::is_operational(path)
+        || matches!(path, "/openapi.json" | "/fhir/metadata")
+        || path.starts_with("/docs")
         || path.starts_with("/.well-known/")
         || path.starts_with("/fhir/.well-known/")
 }

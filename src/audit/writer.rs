@@ -43,7 +43,8 @@ impl AuditWriter {
         AuditWriter { queue }
     }
 
-    /// Records `record`; `Ok` once it is committed.
+    /// Records `record`; `Ok` once it is committed. A failure is always a 503 (`Unavailable`
+    /// or `Timeout`), fit to answer the request with.
     pub async fn record(&self, record: AuditRecord) -> ApiResult<()> {
         let (recorded, done) = oneshot::channel();
         self.queue

@@ -237,8 +237,6 @@ pub(super) async fn search_bundle(
     Ok(bundle)
 }
 
-/// Resources `_include` and `_revinclude` add to a page (`:iterate` follows them on from
-/// what they added). Past `max_includes` the rest are left out, and an issue says how many.
 /// An included resource reaches a patient token only if its scopes grant reading its type
 /// and it is in the patient's compartment or of a type outside every patient compartment.
 fn patient_may_see_included(principal: &Principal, resource: &Value, patient: &str) -> bool {
@@ -253,6 +251,8 @@ fn patient_may_see_included(principal: &Principal, resource: &Value, patient: &s
             || crate::auth::access::in_patient_compartment(resource_type, resource, patient))
 }
 
+/// Resources `_include` and `_revinclude` add to a page (`:iterate` follows them on from
+/// what they added). Past `max_includes` the rest are left out, and an issue says how many.
 async fn includes(
     state: &AppState,
     matches: &[(i64, Value)],

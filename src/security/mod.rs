@@ -6,6 +6,6 @@ pub mod headers;
 pub mod rate_limit;
 
 /// Probes and metrics scrapes are answered whatever the client, and carry no health data.
-fn is_operational(path: &str) -> bool {
+pub fn is_operational(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
