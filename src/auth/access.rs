@@ -1,5 +1,6 @@
 //! Authorization: what a `Principal`'s SMART scopes let it reach, per type and
-//! interaction, and whether a resource lies in a patient's compartment.
+//! interaction (with or without the search restrictions of granular scopes), and whether
+//! a resource lies in a patient's compartment.
 
 use serde_json::Value;
 
@@ -12,6 +13,24 @@ use crate::error::ApiError;
 pub enum Access {
     Full,
     Patient(String),
+}
+
+/// One part of the data restricted scopes open: the resources that match `query`, within
+/// `patient`'s compartment when it came from a patient/ scope (an empty `query` is the
+/// compartment alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    pub patient: Option<String>,
+    pub query: Vec<(String, String)>,
+}
+
+/// What a read or a search may reach once scopes with a search restriction
+/// (`patient/Observation.rs?category=vital-signs`) count too: what `Access` says, or only
+/// resources in at least one of the slices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Whole(Access),
+    Slices(Vec<Slice>),
 }
 
 /// Types outside every patient compartment that list patients or hold partner endpoints:
@@ -56,6 +75,45 @@ impl Principal {
         Err(ApiError::Forbidden(format!(
             "The access token's scopes do not allow {interaction:?} on {target}"
         )))
+    }
+}
+
+impl Principal {
+    /// Like `authorize`, but scopes with a search restriction count too: for reading and
+    /// searching, where the restriction is enforced as a search filter. A patient/
+    /// restricted scope in a token without a patient claim opens nothing.
+    pub fn reach(&self, resource_type: &str, interaction: Interaction) -> Result<Reach, ApiError> {
+        let whole = self.authorize(Some(resource_type), interaction);
+        if let Ok(Access::Full) = whole {
+            return Ok(Reach::Whole(Access::Full));
+        }
+        let mut slices: Vec<Slice> = self
+            .scopes
+            .iter()
+            .filter(|scope| !closed_to_patient_scope(scope, Some(resource_type)))
+            .filter_map(|scope| {
+                let query = scope.grants_restricted(resource_type, interaction.permission())?;
+                let patient = match scope.context {
+                    ScopeContext::Patient => Some(self.patient.clone()?),
+                    ScopeContext::System | ScopeContext::User => None,
+                };
+                Some(Slice {
+                    patient,
+                    query: query.to_vec(),
+                })
+            })
+            .collect();
+        if slices.is_empty() {
+            return whole.map(Reach::Whole);
+        }
+        if let Ok(Access::Patient(patient)) = whole {
+            slices.push(Slice {
+                patient: Some(patient),
+                query: Vec::new(),
+            });
+        }
+        slices.dedup();
+        Ok(Reach::Slices(slices))
     }
 }
 

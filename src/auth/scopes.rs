@@ -67,8 +67,8 @@ pub struct Scope {
     pub resource_type: Option<String>,
     /// The granted permission letters, a subset of `cruds`.
     pub permissions: String,
-    /// A SMART v2 search restriction (`.rs?category=vital-signs`) as name/value pairs.
-    /// Restricted scopes are parsed but not yet enforced, so they grant nothing.
+    /// A SMART v2 search restriction (`.rs?category=vital-signs`) as name/value pairs: the
+    /// scope reaches only resources that match it, for reading and searching.
     pub restriction: Option<Vec<(String, String)>>,
 }
 
@@ -107,15 +107,33 @@ impl Scope {
         })
     }
 
-    /// A restricted scope grants nothing until its restriction is enforced as a search
-    /// filter: granting it unrestricted would widen what the client asked for.
+    /// Does this scope grant `permission` on every resource of `resource_type`? A scope
+    /// with a search restriction never does (see `grants_restricted`).
     pub fn grants(&self, resource_type: Option<&str>, permission: Permission) -> bool {
+        self.restriction.is_none() && self.covers(resource_type, permission)
+    }
+
+    /// The search restriction under which this scope grants `permission` on
+    /// `resource_type`, if it is a restricted scope that does. Restrictions are enforced
+    /// as search filters, so they grant reading and searching only: a restricted `c`, `u`
+    /// or `d` grants nothing.
+    pub fn grants_restricted(
+        &self,
+        resource_type: &str,
+        permission: Permission,
+    ) -> Option<&[(String, String)]> {
+        let readable = matches!(permission, Permission::Read | Permission::Search);
+        let restriction = self.restriction.as_deref()?;
+        (readable && self.covers(Some(resource_type), permission)).then_some(restriction)
+    }
+
+    fn covers(&self, resource_type: Option<&str>, permission: Permission) -> bool {
         let type_ok = match (&self.resource_type, resource_type) {
             (None, _) => true,
             (Some(granted), Some(wanted)) => granted == wanted,
             (Some(_), None) => false,
         };
-        type_ok && self.restriction.is_none() && self.permissions.contains(permission.letter())
+        type_ok && self.permissions.contains(permission.letter())
     }
 }
 
@@ -226,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn restricted_scopes_keep_their_query_and_grant_nothing_yet() {
+    fn restricted_scopes_keep_their_query_and_grant_reading_under_it() {
         let scope =
             Scope::parse("patient/Observation.rs?category=vital-signs&status=final").unwrap();
         assert_eq!(scope.resource_type.as_deref(), Some("Observation"));
@@ -239,6 +257,14 @@ mod tests {
             ])
         );
         assert!(!scope.grants(Some("Observation"), Permission::Read));
+        assert_eq!(
+            scope.grants_restricted("Observation", Permission::Search),
+            scope.restriction.as_deref()
+        );
+        assert_eq!(scope.grants_restricted("Patient", Permission::Read), None);
+        let writer = Scope::parse("system/Observation.cruds?category=laboratory").unwrap();
+        assert_eq!(writer.grants_restricted("Observation", Permission::Create), None);
+        assert_eq!(writer.grants_restricted("Observation", Permission::Delete), None);
         assert!(
             Scope::parse("system/Observation.rs")
                 .unwrap()

@@ -144,6 +144,9 @@ pub enum Filter {
         param: String,
         inner: Box<Filter>,
     },
+    /// At least one of the groups matches, each group an AND of its filters (the slices a
+    /// token's restricted scopes open); no group matches nothing.
+    AnyOf(Vec<Vec<Filter>>),
 }
 
 /// A sort key from `_sort`.

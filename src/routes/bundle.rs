@@ -22,8 +22,9 @@ use super::http::{
     Preferences, RESOURCE_CONTENT_TYPES, ReturnPreference, parse_json, preferences, read_body,
     require_content_type,
 };
+use super::reach::ensure_within_reach;
 use super::search::{conditional_criteria, parse_form, parse_search, search_bundle};
-use crate::auth::access::Access;
+use crate::auth::access::Reach;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle_request::{
@@ -84,7 +85,8 @@ pub async fn process(
 /// resource and its parsed conditional criteria.
 struct Planned {
     request: EntryRequest,
-    access: Access,
+    /// Reads may reach through restricted scopes; writes only ever as `Reach::Whole`.
+    reach: Reach,
     warnings: Vec<Issue>,
     /// The criteria of `ifNoneExist` or of a conditional update/delete: text, search and
     /// lock key.
@@ -242,7 +244,12 @@ fn plan(
     preferences: Preferences,
 ) -> ApiResult<Planned> {
     let resource_type = request.target.resource_type().clone();
-    let access = principal.authorize(Some(resource_type.as_str()), interaction_of(&request))?;
+    let interaction = interaction_of(&request);
+    let reach = if request.method == Method::Get {
+        principal.reach(resource_type.as_str(), interaction)?
+    } else {
+        Reach::Whole(principal.authorize(Some(resource_type.as_str()), interaction)?)
+    };
     if let (Target::Instance(_, id), Some(resource)) = (&request.target, &request.resource) {
         check_body_id(resource, id)?;
     }
@@ -268,7 +275,7 @@ fn plan(
     }
     Ok(Planned {
         request,
-        access,
+        reach,
         warnings: Vec::new(),
         criteria,
     })
@@ -504,7 +511,9 @@ async fn execute(
         } => (id, method, matched),
     };
     let resource_type = entry.request.target.resource_type().clone();
-    let access = &entry.access;
+    let Reach::Whole(access) = &entry.reach else {
+        return Err(ApiError::internal("a write was planned with a restricted reach"));
+    };
     let if_match = entry.request.if_match;
     let resource = entry.request.resource.take();
     let mut patch_warnings = Vec::new();
@@ -584,7 +593,7 @@ async fn read_entry(
         Target::Instance(resource_type, id) => {
             let current = resources::read_current(&state.pool, resource_type, id).await?;
             let content = live_content(current.as_ref(), resource_type, id)?;
-            ensure_in_compartment(&entry.access, resource_type, content)?;
+            ensure_within_reach(state, &entry.reach, resource_type, content).await?;
             let current = current.as_ref().expect("live_content found it");
             Ok(EntryResult::Read(Version {
                 resource_type: resource_type.to_string(),
@@ -607,7 +616,7 @@ async fn read_entry(
                     "Version {version_id} of {resource_type}/{id} is a deletion"
                 )));
             };
-            ensure_in_compartment(&entry.access, resource_type, content)?;
+            ensure_within_reach(state, &entry.reach, resource_type, content).await?;
             Ok(EntryResult::Read(version))
         }
         Target::Type(resource_type) => {

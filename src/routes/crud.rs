@@ -10,7 +10,8 @@ use super::http::{
     Preferences, RESOURCE_CONTENT_TYPES, created_or_ok, if_match, if_none_match_hits, parse_json,
     preferences, read_body, require_content_type, resource_response, written_response,
 };
-use crate::auth::access::{Access, in_patient_compartment};
+use super::reach::ensure_within_reach;
+use crate::auth::access::{Access, Reach, in_patient_compartment};
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::outcome::Issue;
@@ -295,16 +296,16 @@ pub async fn read(
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
     let (resource_type, id) = instance(&path.0, &path.1)?;
-    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Read)?;
+    let reach = principal.reach(resource_type.as_str(), Interaction::Read)?;
     let current = resources::read_current_text(&state.pool, &resource_type, &id)
         .await?
         .ok_or_else(|| not_found(&resource_type, &id))?;
     let Some(content) = current.content else {
         return Err(gone(&resource_type, &id));
     };
-    if let Access::Patient(_) = access {
+    if reach != Reach::Whole(Access::Full) {
         let parsed: Value = serde_json::from_str(&content).map_err(ApiError::internal)?;
-        ensure_in_compartment(&access, &resource_type, &parsed)?;
+        ensure_within_reach(&state, &reach, &resource_type, &parsed).await?;
     }
     if if_none_match_hits(request.headers(), current.version_id) {
         return Ok(resource_response(
@@ -332,7 +333,7 @@ pub async fn vread(
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
     let (resource_type, id) = instance(&path.0, &path.1)?;
-    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Vread)?;
+    let reach = principal.reach(resource_type.as_str(), Interaction::Vread)?;
     let version_id = parse_version_id(&path.2)?;
     let version = resources::read_version(&state.pool, &resource_type, &id, version_id)
         .await?
@@ -344,7 +345,7 @@ pub async fn vread(
             "Version {version_id} of {resource_type}/{id} is a deletion"
         )));
     };
-    ensure_in_compartment(&access, &resource_type, content)?;
+    ensure_within_reach(&state, &reach, &resource_type, content).await?;
     Ok(resource_response(StatusCode::OK, version.version_id, version.last_updated).json(content))
 }
 

@@ -3,7 +3,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use crate::auth::access::Access;
+use super::reach::ensure_within_reach;
+use crate::auth::access::{Access, Reach};
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle::{Link, history};
@@ -28,24 +29,33 @@ pub async fn instance_history(
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
     let (resource_type, id) = super::crud::instance(&path.0, &path.1)?;
-    let access = principal.authorize(Some(resource_type.as_str()), Interaction::HistoryInstance)?;
+    let reach = principal.reach(resource_type.as_str(), Interaction::HistoryInstance)?;
     let current = crate::store::resources::read_current(&state.pool, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{resource_type}/{id} does not exist")))?;
-    if let Access::Patient(patient) = &access {
-        let in_compartment = current.content.as_ref().is_some_and(|c| {
-            crate::auth::access::in_patient_compartment(resource_type.as_str(), c, patient)
-        });
-        if !in_compartment {
-            return Err(ApiError::Forbidden(
-                "The access token is limited to one patient's data".into(),
-            ));
-        }
+    if reach != Reach::Whole(Access::Full) {
+        // A deleted resource's history is outside every limited reach: there is no
+        // current content to place it in a compartment or match a restriction.
+        let content = current.content.as_ref().ok_or_else(|| {
+            ApiError::Forbidden("The access token's scopes do not reach deleted resources".into())
+        })?;
+        ensure_within_reach(&state, &reach, &resource_type, content).await?;
     }
+    // Older versions may have been about someone else: a patient token sees only those
+    // in its patient's compartment.
+    let patient = match &reach {
+        Reach::Whole(access) => compartment(access.clone()),
+        Reach::Slices(slices) => slices
+            .iter()
+            .map(|slice| slice.patient.clone())
+            .collect::<Option<Vec<String>>>()
+            .and_then(|patients| patients.first().cloned()),
+    };
     let scope = HistoryScope::Instance(resource_type.to_string(), id.to_string());
     respond(
         &request,
         scope,
+        patient,
         &format!("{resource_type}/{id}/_history"),
         &state,
     )
@@ -68,11 +78,12 @@ pub async fn type_history(
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
     let resource_type = ResourceType::parse(&path)?;
-    full_access(principal.authorize(Some(resource_type.as_str()), Interaction::HistoryType)?)?;
+    let access = principal.authorize(Some(resource_type.as_str()), Interaction::HistoryType)?;
     let scope = HistoryScope::Type(resource_type.to_string());
     respond(
         &request,
         scope,
+        compartment(access),
         &format!("{resource_type}/_history"),
         &state,
     )
@@ -93,23 +104,30 @@ pub async fn system_history(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> ApiResult<HttpResponse> {
-    full_access(principal.authorize(None, Interaction::HistorySystem)?)?;
-    respond(&request, HistoryScope::System, "_history", &state).await
+    let access = principal.authorize(None, Interaction::HistorySystem)?;
+    respond(
+        &request,
+        HistoryScope::System,
+        compartment(access),
+        "_history",
+        &state,
+    )
+    .await
 }
 
-/// Type and system history span many patients, so patient-scoped tokens can't use them.
-fn full_access(access: Access) -> ApiResult<()> {
+/// Type and system history span every patient: a patient token sees the versions in its
+/// patient's compartment.
+fn compartment(access: Access) -> Option<String> {
     match access {
-        Access::Full => Ok(()),
-        Access::Patient(_) => Err(ApiError::Forbidden(
-            "Type and system history are not available to patient-scoped tokens".into(),
-        )),
+        Access::Full => None,
+        Access::Patient(patient) => Some(patient),
     }
 }
 
 async fn respond(
     request: &HttpRequest,
     scope: HistoryScope,
+    compartment: Option<String>,
     path: &str,
     state: &AppState,
 ) -> ApiResult<HttpResponse> {
@@ -120,6 +138,7 @@ async fn respond(
         since: None,
         before_seq: None,
         count: state.page_limits.default,
+        compartment,
     };
     let mut applied = Vec::new();
     for (name, value) in &parameters {

@@ -13,6 +13,7 @@ pub mod operations;
 pub mod outcomes;
 pub mod prior_auth;
 pub mod report;
+pub mod reach;
 pub mod search;
 pub mod smart;
 pub mod subscriptions;

@@ -10,16 +10,16 @@ use serde_json::Value;
 
 use super::AppState;
 use super::http::{preferences, read_body, require_content_type};
+use super::reach::{compartment_filter, reach_filters, visible_included};
 use crate::auth::access::Access;
 use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::bundle::{Link, SearchMode, search_entry, searchset};
 use crate::fhir::outcome::{Issue, operation_outcome};
 use crate::fhir::search::{
-    self, CURSOR_PARAMETER, Filter, Include, ParsedSearch, RESULT_PARAMETERS, ReferenceMatch,
-    SearchContext, Summary, TotalMode, ValueMatch,
+    self, CURSOR_PARAMETER, Include, ParsedSearch, RESULT_PARAMETERS, SearchContext, Summary,
+    TotalMode,
 };
-use crate::fhir::search_index::IndexKind;
 use crate::fhir::{FHIR_JSON, ResourceType, summary};
 use crate::store::search::{Cursor, SearchQuery, Total};
 
@@ -136,12 +136,10 @@ pub(super) async fn search_bundle(
     strict: bool,
 ) -> ApiResult<Value> {
     let resource_type = ResourceType::parse(resource_type)?;
-    let access = principal.authorize(Some(resource_type.as_str()), Interaction::Search)?;
+    let reach = principal.reach(resource_type.as_str(), Interaction::Search)?;
     let parsed = parse_search(&resource_type, &parameters, state, strict)?;
     let mut filters = parsed.filters.clone();
-    if let Access::Patient(patient) = &access {
-        filters.push(compartment_filter(&resource_type, patient.clone()));
-    }
+    filters.extend(reach_filters(&resource_type, &reach, state)?);
     let cursor = parsed.cursor.as_deref().map(decode_cursor).transpose()?;
     let total = match (parsed.total, parsed.summary, &cursor) {
         (_, Summary::Count, _) => Total::Accurate,
@@ -178,9 +176,14 @@ pub(super) async fn search_bundle(
             ),
         ));
     }
-    let mut included = includes(state, &page.rows, &parsed, &mut issues).await?;
-    if let Access::Patient(patient) = &access {
-        included.retain(|(_, resource)| patient_may_see_included(principal, resource, patient));
+    let found = includes(state, &page.rows, &parsed, &mut issues).await?;
+    let found_count = found.len();
+    let included = visible_included(state, principal, found).await?;
+    if included.len() < found_count {
+        issues.push(Issue::warning(
+            "suppressed",
+            "Some included resources were left out: the access token's scopes do not reach them",
+        ));
     }
 
     let page_url = |cursor: Option<&Cursor>| {
@@ -235,20 +238,6 @@ pub(super) async fn search_bundle(
         ));
     }
     Ok(bundle)
-}
-
-/// An included resource reaches a patient token only if its scopes grant reading its type
-/// and it is in the patient's compartment or of a type outside every patient compartment.
-fn patient_may_see_included(principal: &Principal, resource: &Value, patient: &str) -> bool {
-    let Some(resource_type) = resource["resourceType"].as_str() else {
-        return false;
-    };
-    let readable = principal
-        .authorize(Some(resource_type), Interaction::Read)
-        .is_ok();
-    readable
-        && (!crate::fhir::compartment::may_be_in_patient_compartment(resource_type)
-            || crate::auth::access::in_patient_compartment(resource_type, resource, patient))
 }
 
 /// Resources `_include` and `_revinclude` add to a page (`:iterate` follows them on from
@@ -388,20 +377,4 @@ pub fn conditional_criteria(
         total: Total::None,
     };
     Ok((query, key))
-}
-
-/// The filter that keeps a patient-scoped search inside that patient's compartment.
-fn compartment_filter(resource_type: &ResourceType, patient: String) -> Filter {
-    match resource_type.as_str() {
-        "Patient" => Filter::Ids(vec![patient]),
-        _ => Filter::Values {
-            param: "patient".into(),
-            kind: IndexKind::Reference,
-            values: vec![ValueMatch::Reference(ReferenceMatch::Local {
-                target_type: Some("Patient".into()),
-                id: patient,
-            })],
-            negate: false,
-        },
-    }
 }

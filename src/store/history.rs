@@ -2,11 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
 use diesel_async::RunQueryDsl;
 
 use super::resources::Version;
 use super::schema::resource_versions;
+use super::search::like_escaped;
 use super::{Pool, connection};
 use crate::error::ApiResult;
 
@@ -25,6 +28,9 @@ pub struct HistoryQuery {
     /// Keyset cursor: only versions older than this sequence number.
     pub before_seq: Option<i64>,
     pub count: i64,
+    /// Only versions whose content is in this patient's compartment (a patient token's
+    /// type or system history); deletions, having no content, are left out.
+    pub compartment: Option<String>,
 }
 
 #[derive(Debug)]
@@ -53,7 +59,37 @@ fn scoped(query: &HistoryQuery) -> Boxed<'_> {
     if let Some(since) = query.since {
         select = select.filter(resource_versions::last_updated.ge(since));
     }
+    if let Some(patient) = &query.compartment {
+        select = select.filter(version_in_compartment(patient));
+    }
     select
+}
+
+/// The compartment rule of `auth::access::in_patient_compartment`, on a stored version: the
+/// Patient itself, a Coverage whose beneficiary is the patient, any other resource whose
+/// `subject` or `patient` refers to the patient (relatively or by absolute URL).
+fn version_in_compartment(
+    patient: &str,
+) -> Box<dyn BoxableExpression<resource_versions::table, Pg, SqlType = Bool>> {
+    let reference = format!("Patient/{patient}");
+    let absolute = format!("%/{}", like_escaped(&reference));
+    Box::new(
+        sql::<Bool>("((resource_type = 'Patient' AND id = ")
+            .bind::<Text, _>(patient.to_string())
+            .sql(") OR (resource_type = 'Coverage' AND (content #>> '{beneficiary,reference}' = ")
+            .bind::<Text, _>(reference.clone())
+            .sql(" OR content #>> '{beneficiary,reference}' LIKE ")
+            .bind::<Text, _>(absolute.clone())
+            .sql(")) OR (resource_type NOT IN ('Patient', 'Coverage') AND (content #>> '{subject,reference}' = ")
+            .bind::<Text, _>(reference.clone())
+            .sql(" OR content #>> '{subject,reference}' LIKE ")
+            .bind::<Text, _>(absolute.clone())
+            .sql(" OR content #>> '{patient,reference}' = ")
+            .bind::<Text, _>(reference)
+            .sql(" OR content #>> '{patient,reference}' LIKE ")
+            .bind::<Text, _>(absolute)
+            .sql(")))"),
+    )
 }
 
 pub async fn history(pool: &Pool, query: &HistoryQuery) -> ApiResult<HistoryPage> {

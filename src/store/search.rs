@@ -126,7 +126,7 @@ fn table(kind: IndexKind) -> &'static str {
 }
 
 /// `LIKE` pattern text with its wildcards escaped.
-fn like_escaped(text: &str) -> String {
+pub(super) fn like_escaped(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
@@ -447,6 +447,22 @@ fn filter_condition(sql: &mut Sql, row: Row, resource_type: &str, filter: &Filte
             .push(&format!(" AND {x}.target_type = {alias}.resource_type AND {x}.target_id = {alias}.id AND NOT {source}.deleted AND "));
             filter_condition(sql, Row::resource(&source), source_type, inner);
             sql.push(")");
+        }
+        Filter::AnyOf(groups) if groups.is_empty() => {
+            sql.push("false");
+        }
+        Filter::AnyOf(groups) => {
+            sql.any_of(groups, |sql, group| {
+                for (index, filter) in group.iter().enumerate() {
+                    if index > 0 {
+                        sql.push(" AND ");
+                    }
+                    filter_condition(sql, row, resource_type, filter);
+                }
+                if group.is_empty() {
+                    sql.push("true");
+                }
+            });
         }
     }
 }

@@ -81,16 +81,30 @@ fn forbidden(body: &Value) {
     assert_eq!(body["issue"][0]["code"], "forbidden");
 }
 
+/// The ids of a Bundle's resources, its OperationOutcome entry left out.
 fn entry_ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]
         .as_array()
         .map(|entries| {
             entries
                 .iter()
+                .filter(|e| e["resource"]["resourceType"] != "OperationOutcome")
                 .map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_string())
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn outcome_entry(bundle: &Value) -> &Value {
+    bundle["entry"]
+        .as_array()
+        .and_then(|entries| {
+            entries
+                .iter()
+                .find(|e| e["resource"]["resourceType"] == "OperationOutcome")
+        })
+        .map(|e| &e["resource"])
+        .expect("an OperationOutcome entry")
 }
 
 #[tokio::test]
@@ -205,6 +219,7 @@ async fn include_needs_read_on_the_included_type() {
         )
         .await;
     assert_eq!(entry_ids(&bundle), std::slice::from_ref(&t.a_obs));
+    assert_eq!(outcome_entry(&bundle)["issue"][0]["code"], "suppressed");
 }
 
 #[tokio::test]
@@ -329,18 +344,188 @@ async fn read_only_patient_scope_writes_nothing() {
     assert_eq!(t.app.count_rows("resources").await, before);
 }
 
-#[actix_web::test]
-async fn restricted_scopes_grant_nothing_until_enforced() {
+/// Type and system history of a patient token hold the versions about its patient only,
+/// judged version by version: an Observation moved from B to A shows A only its new version.
+#[tokio::test]
+async fn type_and_system_history_keep_to_the_compartment() {
     let t = two_patients().await;
-    for scope in [
-        "patient/Observation.rs?category=vital-signs",
-        "system/Observation.rs?category=vital-signs",
+    let moved = id_of(t.app.create(&heart_rate(&t.b, 95)).await);
+    let mut now_about_a = heart_rate(&t.a, 65);
+    now_about_a["id"] = json!(moved);
+    let response = t.app.put(&format!("Observation/{moved}"), &now_about_a).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let token = t.token_a("patient/*.rs");
+    let versions = |bundle: &Value| -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let resource = &e["resource"];
+                let id = resource["id"].as_str().unwrap().to_string();
+                (id, resource["meta"]["versionId"].as_str().unwrap().to_string())
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let mut expected = vec![(t.a_obs.clone(), "1".to_string()), (moved.clone(), "2".to_string())];
+    expected.sort();
+    let observations = t
+        .get_clean(&token, "Observation/_history", StatusCode::OK)
+        .await;
+    assert_eq!(versions(&observations), expected);
+    assert_eq!(observations["total"], 2);
+    let everything = t.get_clean(&token, "_history", StatusCode::OK).await;
+    let mut with_patient = expected.clone();
+    with_patient.push((t.a.clone(), "1".to_string()));
+    with_patient.sort();
+    assert_eq!(versions(&everything), with_patient);
+    let instance = t
+        .get_clean(&token, &format!("Observation/{moved}/_history"), StatusCode::OK)
+        .await;
+    assert_eq!(versions(&instance), [(moved.clone(), "2".to_string())]);
+    let patients = t.get_clean(&token, "Patient/_history", StatusCode::OK).await;
+    assert_eq!(versions(&patients), [(t.a.clone(), "1".to_string())]);
+}
+
+fn laboratory(patient_id: &str) -> Value {
+    let mut observation = heart_rate(patient_id, 0);
+    observation["category"][0]["coding"][0]["code"] = json!("laboratory");
+    observation["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "2160-0", "display": "Creatinine"}]});
+    observation["valueQuantity"] = json!({"value": 0.9, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"});
+    observation
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+/// `patient/Observation.rs?category=vital-signs` reaches A's vital signs and nothing else,
+/// by search, read, version read, history and batch.
+#[tokio::test]
+async fn a_restricted_patient_scope_reaches_only_what_its_query_matches() {
+    let t = two_patients().await;
+    let a_lab = id_of(t.app.create(&laboratory(&t.a)).await);
+    let token = t.token_a("patient/Observation.rs?category=vital-signs");
+    let all = t.get_clean(&token, "Observation", StatusCode::OK).await;
+    assert_eq!(entry_ids(&all), std::slice::from_ref(&t.a_obs));
+    let labs = t
+        .get_clean(&token, "Observation?category=laboratory", StatusCode::OK)
+        .await;
+    assert_eq!(labs["total"], 0);
+    for path in [
+        format!("Observation/{}", t.a_obs),
+        format!("Observation/{}/_history/1", t.a_obs),
+        format!("Observation/{}/_history", t.a_obs),
     ] {
-        let token = t.token_a(scope);
-        let path = format!("/Observation/{}", t.a_obs);
-        let response = t.app.get_as(&token, &path).await;
+        t.get_clean(&token, &path, StatusCode::OK).await;
+    }
+    for path in [
+        format!("Observation/{a_lab}"),
+        format!("Observation/{a_lab}/_history/1"),
+        format!("Observation/{a_lab}/_history"),
+        format!("Observation/{}", t.b_obs),
+        format!("Patient/{}", t.a),
+        "Observation/_history".to_string(),
+    ] {
+        forbidden(&t.get_clean(&token, &path, StatusCode::FORBIDDEN).await);
+    }
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": format!("Observation/{a_lab}")}},
+        {"request": {"method": "GET", "url": format!("Observation/{}", t.a_obs)}},
+        {"request": {"method": "GET", "url": "Observation?code=2160-0"}}
+    ]});
+    let response = t.app.post_as(&token, "", &batch).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json(response).await;
+    let entries = body["entry"].as_array().unwrap();
+    assert_eq!(entries[0]["response"]["status"], "403 Forbidden");
+    assert_eq!(entries[1]["response"]["status"], "200 OK");
+    assert_eq!(entries[1]["resource"]["id"], t.a_obs.as_str());
+    assert_eq!(entries[2]["resource"]["total"], 0);
+}
+
+/// A system/ restricted scope spans patients; several restricted scopes reach the union
+/// of what each matches.
+#[tokio::test]
+async fn restricted_scopes_reach_the_union_of_their_queries() {
+    let t = two_patients().await;
+    let a_lab = id_of(t.app.create(&laboratory(&t.a)).await);
+    let b_lab = id_of(t.app.create(&laboratory(&t.b)).await);
+    let labs_only = t.app.token_for("system/Observation.rs?category=laboratory", None);
+    let response = t.app.get_as(&labs_only, "Observation").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let bundle = json(response).await;
+    assert_eq!(sorted(entry_ids(&bundle)), sorted(vec![a_lab.clone(), b_lab.clone()]));
+    let response = t.app.get_as(&labs_only, &format!("Observation/{}", t.a_obs)).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    forbidden(&json(response).await);
+
+    let both = t.token_a(
+        "patient/Observation.rs?category=vital-signs system/Observation.rs?category=laboratory",
+    );
+    let response = t.app.get_as(&both, "Observation?_count=10").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let bundle = json(response).await;
+    assert_eq!(bundle["total"], 3);
+    assert_eq!(
+        sorted(entry_ids(&bundle)),
+        sorted(vec![t.a_obs.clone(), a_lab, b_lab])
+    );
+}
+
+/// Included resources are judged by their own type's reach: `system/Patient.rs?_id=A`
+/// includes patient A and leaves B out, saying that something was left out.
+#[tokio::test]
+async fn includes_keep_to_restricted_scopes_of_the_included_type() {
+    let t = two_patients().await;
+    let token = t
+        .app
+        .token_for(&format!("system/Observation.rs system/Patient.rs?_id={}", t.a), None);
+    let response = t
+        .app
+        .get_as(&token, "Observation?_include=Observation:subject")
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let bundle = json(response).await;
+    assert_eq!(
+        sorted(entry_ids(&bundle)),
+        sorted(vec![t.a.clone(), t.a_obs.clone(), t.b_obs.clone()])
+    );
+    assert!(!bundle.to_string().contains(B_FAMILY));
+    let outcome = outcome_entry(&bundle);
+    assert_eq!(outcome["issue"][0]["code"], "suppressed");
+}
+
+/// Restrictions are enforced as search filters, so a restricted write scope writes
+/// nothing; a restriction that does not select resources opens nothing.
+#[tokio::test]
+async fn restricted_writes_and_unenforceable_restrictions_are_refused() {
+    let t = two_patients().await;
+    let before = t.app.count_rows("resources").await;
+    let writer = t.token_a("patient/Observation.cruds?category=vital-signs");
+    let response = t
+        .app
+        .post_as(&writer, "Observation", &heart_rate(&t.a, 77))
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    forbidden(&json(response).await);
+    assert_eq!(t.app.count_rows("resources").await, before);
+    let response = t.app.get_as(&writer, &format!("Observation/{}", t.a_obs)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for scope in [
+        "system/Observation.rs?_count=1000",
+        "system/Observation.rs?_include=Observation:subject",
+        "system/Observation.rs?no-such-parameter=1",
+    ] {
+        let token = t.app.token_for(scope, None);
+        let response = t.app.get_as(&token, "Observation").await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{scope}");
-        let response = t.app.get_as(&token, "/Observation").await;
-        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{scope}");
+        let body = json(response).await;
+        forbidden(&body);
+        let text = body["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(text.contains("cannot be enforced"), "{scope}: {text}");
     }
 }
