@@ -23,10 +23,10 @@ pub struct AuditRecord {
     /// The token subject; `None` when no valid token came with the request.
     pub agent: Option<String>,
     pub address: Option<String>,
-    /// `Type/id` or `Type` of the resource addressed.
-    pub target: Option<String>,
-    /// Id of the patient whose data was touched.
-    pub patient: Option<String>,
+    /// `Type/id` (or `Type`) of the resources addressed or written.
+    pub targets: Vec<String>,
+    /// Ids of the patients whose data was touched.
+    pub patients: Vec<String>,
     pub query: Option<String>,
     pub request_id: Option<String>,
     pub status: u16,
@@ -86,13 +86,13 @@ impl AuditRecord {
 
     fn entities(&self) -> Vec<Value> {
         let mut entities = Vec::new();
-        if let Some(target) = &self.target {
+        for target in &self.targets {
             entities.push(json!({
                 "what": {"reference": target},
                 "type": {"system": ENTITY_TYPES, "code": "2", "display": "System Object"}
             }));
         }
-        if let Some(patient) = &self.patient {
+        for patient in &self.patients {
             entities.push(json!({
                 "what": {"reference": format!("Patient/{patient}")},
                 "type": {"system": ENTITY_TYPES, "code": "1", "display": "Person"},

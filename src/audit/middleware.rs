@@ -9,7 +9,7 @@ use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 
 use super::event::AuditRecord;
 use super::writer::AuditWriter;
-use super::{AuditAgent, classify, is_unaudited};
+use super::{AuditAgent, classify, in_flight, is_unaudited};
 use crate::auth::jwt::Principal;
 use crate::telemetry::current_request_id;
 
@@ -21,10 +21,14 @@ pub async fn record_audit(
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let writer = req.app_data::<web::Data<AuditWriter>>().cloned();
-    let response = next.call(req).await?;
+    let (response, recorded_with_write) = in_flight::serve(next.call(req)).await;
+    let response = response?;
     let Some(writer) = writer else {
         return Ok(response.map_into_left_body());
     };
+    if recorded_with_write && response.status().is_success() {
+        return Ok(response.map_into_left_body());
+    }
     let record = audit_record(response.request(), response.status().as_u16());
     let is_write = record.interaction.action.is_write();
     match writer.record(record).await {
@@ -44,7 +48,9 @@ pub async fn record_audit(
     }
 }
 
-fn audit_record(request: &HttpRequest, status: u16) -> AuditRecord {
+/// The AuditEvent of `request` answered with `status`, from what the request says: its
+/// route, token, peer, the resource its path names and the patient it is about.
+pub(super) fn audit_record(request: &HttpRequest, status: u16) -> AuditRecord {
     let pattern = request
         .match_pattern()
         .unwrap_or_else(|| request.path().to_string());
@@ -62,7 +68,8 @@ fn audit_record(request: &HttpRequest, status: u16) -> AuditRecord {
             (resource_type.as_deref() == Some("Patient"))
                 .then(|| id.clone())
                 .flatten()
-        });
+        })
+        .or_else(|| patient_in_query(request.query_string()));
     AuditRecord {
         interaction: classify(request.method(), &pattern),
         agent: principal.map(|p| p.subject).or_else(|| {
@@ -72,8 +79,8 @@ fn audit_record(request: &HttpRequest, status: u16) -> AuditRecord {
                 .map(|agent| agent.0.clone())
         }),
         address: request.peer_addr().map(|a| a.ip().to_string()),
-        target,
-        patient,
+        targets: target.into_iter().collect(),
+        patients: patient.into_iter().collect(),
         query: Some(request.query_string().to_string()),
         request_id: current_request_id(),
         status,
@@ -87,4 +94,28 @@ fn resource_type(request: &HttpRequest) -> Option<String> {
     segment
         .starts_with(|c: char| c.is_ascii_uppercase())
         .then(|| segment.to_string())
+}
+
+/// The patient a search names by `patient=` or `subject=` (`Patient/x`, or a bare id for
+/// `patient`), so that an auditor asking about a patient finds the searches about them.
+fn patient_in_query(query: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    pairs.into_iter().find_map(|(name, value)| {
+        let value = value.split(',').next()?.trim().to_string();
+        match name.as_str() {
+            "patient" | "patient:Patient" | "subject" | "subject:Patient" => {
+                match value.rsplit_once("Patient/") {
+                    Some((_, id)) if !id.is_empty() && !id.contains('/') => Some(id.to_string()),
+                    _ if name.starts_with("patient")
+                        && !value.contains('/')
+                        && !value.is_empty() =>
+                    {
+                        Some(value)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    })
 }

@@ -4,6 +4,7 @@
 //! SQL is in `store::audit`.
 
 pub mod event;
+pub mod in_flight;
 pub mod middleware;
 pub mod writer;
 

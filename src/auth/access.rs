@@ -117,21 +117,40 @@ impl Principal {
     }
 }
 
-/// Is `resource` in the compartment of `patient` (the Patient itself, or about it)? A
-/// Coverage is about its beneficiary (what its `patient` search parameter indexes), the
-/// other types about their `subject` or `patient`.
+/// Is `resource` in the compartment of `patient` (the Patient itself, or about it)?
 pub fn in_patient_compartment(resource_type: &str, resource: &Value, patient: &str) -> bool {
-    let target = format!("Patient/{patient}");
+    patients_of(resource_type, resource)
+        .iter()
+        .any(|found| found == patient)
+}
+
+/// The patients `resource` is about, by id: the Patient itself; a Coverage's beneficiary
+/// (what its `patient` search parameter indexes); the `subject` or `patient` of the other
+/// types, when it refers to a Patient (relatively or by absolute URL).
+pub fn patients_of(resource_type: &str, resource: &Value) -> Vec<String> {
     let fields: &[&str] = match resource_type {
-        "Patient" => return resource["id"].as_str() == Some(patient),
+        "Patient" => {
+            return resource["id"]
+                .as_str()
+                .map(str::to_string)
+                .into_iter()
+                .collect();
+        }
         "Coverage" => &["beneficiary"],
         _ => &["subject", "patient"],
     };
-    fields.iter().any(|field| {
-        resource[*field]["reference"]
-            .as_str()
-            .is_some_and(|reference| {
-                reference == target || reference.ends_with(&format!("/{target}"))
-            })
-    })
+    let mut patients: Vec<String> = fields
+        .iter()
+        .filter_map(|field| resource[*field]["reference"].as_str())
+        .filter_map(patient_id_of_reference)
+        .collect();
+    patients.dedup();
+    patients
+}
+
+/// `Patient/x` or `https://host/fhir/Patient/x` → `x`.
+fn patient_id_of_reference(reference: &str) -> Option<String> {
+    let (before, id) = reference.rsplit_once("Patient/")?;
+    let whole_segment = before.is_empty() || before.ends_with('/');
+    (whole_segment && !id.is_empty() && !id.contains('/')).then(|| id.to_string())
 }

@@ -238,7 +238,13 @@ impl FromRequest for Principal {
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let request = request.clone();
-        Box::pin(async move { verified_principal(&request).await })
+        Box::pin(async move {
+            let principal = verified_principal(&request).await?;
+            // The handler is about to act for this principal: a write it commits will
+            // carry the request's AuditEvent.
+            crate::audit::in_flight::note(&request);
+            Ok(principal)
+        })
     }
 }
 

@@ -263,8 +263,14 @@ mod tests {
         );
         assert_eq!(scope.grants_restricted("Patient", Permission::Read), None);
         let writer = Scope::parse("system/Observation.cruds?category=laboratory").unwrap();
-        assert_eq!(writer.grants_restricted("Observation", Permission::Create), None);
-        assert_eq!(writer.grants_restricted("Observation", Permission::Delete), None);
+        assert_eq!(
+            writer.grants_restricted("Observation", Permission::Create),
+            None
+        );
+        assert_eq!(
+            writer.grants_restricted("Observation", Permission::Delete),
+            None
+        );
         assert!(
             Scope::parse("system/Observation.rs")
                 .unwrap()

@@ -512,7 +512,9 @@ async fn execute(
     };
     let resource_type = entry.request.target.resource_type().clone();
     let Reach::Whole(access) = &entry.reach else {
-        return Err(ApiError::internal("a write was planned with a restricted reach"));
+        return Err(ApiError::internal(
+            "a write was planned with a restricted reach",
+        ));
     };
     let if_match = entry.request.if_match;
     let resource = entry.request.resource.take();

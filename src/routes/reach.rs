@@ -13,9 +13,7 @@ use crate::auth::{Interaction, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fhir::ResourceType;
 use crate::fhir::compartment::may_be_in_patient_compartment;
-use crate::fhir::search::{
-    Filter, RESULT_PARAMETERS, ReferenceMatch, ValueMatch,
-};
+use crate::fhir::search::{Filter, RESULT_PARAMETERS, ReferenceMatch, ValueMatch};
 use crate::fhir::search_index::IndexKind;
 use crate::store::search::{SearchQuery, Total};
 
@@ -122,8 +120,9 @@ pub async fn ensure_within_reach(
         Reach::Slices(_) => format!(
             "The access token's scopes reach only some {resource_type} resources (their search restrictions); this one is outside them"
         ),
-        _ => "The access token is limited to one patient's data; this resource is outside it"
-            .into(),
+        _ => {
+            "The access token is limited to one patient's data; this resource is outside it".into()
+        }
     }))
 }
 
@@ -191,7 +190,9 @@ pub async fn visible_included(
     let mut matched: HashSet<(String, String)> = HashSet::new();
     for (type_name, ids) in to_check {
         let resource_type = ResourceType::parse(&type_name)?;
-        let reach = reaches[&type_name].as_ref().expect("checked types have a reach");
+        let reach = reaches[&type_name]
+            .as_ref()
+            .expect("checked types have a reach");
         for id in matching_ids(state, &resource_type, ids, reach).await? {
             matched.insert((type_name.clone(), id));
         }

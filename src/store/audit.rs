@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::Jsonb;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 use super::statement::{Bound, Statement};
@@ -13,15 +13,26 @@ use crate::audit::event::AuditRecord;
 use crate::error::ApiResult;
 
 const INSERT: &str = "\
-INSERT INTO audit_events (id, recorded, request_id, agent, patient, outcome, subtype, action, content)
-SELECT id, recorded, request_id, agent, patient, outcome, subtype, action, content::jsonb
+INSERT INTO audit_events (id, recorded, request_id, agent, patients, outcome, subtype, action, content)
+SELECT id, recorded, request_id, agent, string_to_array(patients, E'\\x1f'), outcome, subtype,
+       action, content::jsonb
   FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
               $7::text[], $8::text[], $9::text[])
-    AS event(id, recorded, request_id, agent, patient, outcome, subtype, action, content)";
+    AS event(id, recorded, request_id, agent, patients, outcome, subtype, action, content)";
+
+/// The separator of the patient ids of one event in the statement's text array (an id
+/// never holds it: FHIR ids are letters, digits, `-` and `.`).
+const PATIENT_SEPARATOR: &str = "\u{1f}";
 
 /// Records `records` in one statement (one commit): all of them when this returns `Ok`,
 /// none otherwise.
 pub async fn append_all(pool: &Pool, records: &[&AuditRecord]) -> ApiResult<()> {
+    append_on(&mut *connection(pool).await?, records).await
+}
+
+/// `append_all` on a given connection: inside the caller's transaction, the events commit
+/// with it (a write's audit) or not at all.
+pub async fn append_on(conn: &mut AsyncPgConnection, records: &[&AuditRecord]) -> ApiResult<()> {
     let recorded = Utc::now();
     let ids: Vec<String> = records
         .iter()
@@ -38,7 +49,6 @@ pub async fn append_all(pool: &Pool, records: &[&AuditRecord]) -> ApiResult<()> 
         .zip(&ids)
         .map(|(record, id)| record.resource(id, recorded).to_string())
         .collect();
-    let mut conn = connection(pool).await?;
     Statement::new(
         INSERT,
         vec![
@@ -46,14 +56,14 @@ pub async fn append_all(pool: &Pool, records: &[&AuditRecord]) -> ApiResult<()> 
             Bound::Instants(vec![recorded; records.len()]),
             optional(|r| &r.request_id),
             optional(|r| &r.agent),
-            optional(|r| &r.patient),
+            text(|r| r.patients.join(PATIENT_SEPARATOR)),
             text(|r| r.outcome().into()),
             text(|r| r.interaction.code.into()),
             text(|r| r.interaction.action.code().into()),
             Bound::Texts(contents),
         ],
     )
-    .execute(&mut conn)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -78,7 +88,7 @@ pub struct AuditFilter {
 const SEARCH: &str = "\
 SELECT content FROM audit_events
  WHERE ($1::text IS NULL OR agent = $1)
-   AND ($2::text IS NULL OR patient = $2)
+   AND ($2::text IS NULL OR patients @> ARRAY[$2::text])
    AND ($3::text IS NULL OR outcome = $3)
    AND ($4::text IS NULL OR subtype = $4)
    AND ($5::text IS NULL OR action = $5)

@@ -1,8 +1,8 @@
 //! History queries: instance, type and system `_history`, newest first, keyset-paged by sequence.
 
 use chrono::{DateTime, Utc};
-use diesel::pg::Pg;
 use diesel::dsl::sql;
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use diesel_async::RunQueryDsl;

@@ -15,6 +15,7 @@ use super::statement::{Bound, Statement};
 use super::transaction::Tx;
 use super::{Pool, connection};
 use super::{facts, index, subscriptions};
+use crate::auth::access::patients_of;
 use crate::clinic::config::ClinicConfig;
 use crate::clinic::facts::has_facts;
 use crate::clinic::safety::Decision;
@@ -88,6 +89,9 @@ pub struct Written {
     pub notices: Vec<Issue>,
     /// Subscription events recorded with the write.
     pub events: usize,
+    /// The patients the resource is about (before its deletion, for a delete): for the
+    /// write's AuditEvent.
+    pub patients: Vec<String>,
 }
 
 /// The current version of a resource (live or deleted), if it ever existed.
@@ -241,6 +245,12 @@ where
         method: method.http_method().to_string(),
         content,
     };
+    let patients = version
+        .content
+        .as_ref()
+        .or(previous)
+        .map(|content| patients_of(resource_type.as_str(), content))
+        .unwrap_or_default();
     let seq = store_version(conn, &version, current.as_ref(), context).await?;
     if resource_type.as_str() == "Subscription" {
         subscriptions::apply_subscription(conn, id.as_str(), subscription_plan.as_ref()).await?;
@@ -255,6 +265,7 @@ where
         created,
         notices,
         events,
+        patients,
     }))
 }
 

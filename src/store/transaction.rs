@@ -1,13 +1,16 @@
 //! A database transaction that spans several interactions: the single write path and
-//! conditional matches on one connection, committed or rolled back together. Every write of the service runs in one (a transaction Bundle runs all its
-//! entries in one).
+//! conditional matches on one connection, committed or rolled back together with the
+//! AuditEvent of the request that wrote. Every write of the service runs in one (a
+//! transaction Bundle runs all its entries in one).
 
 use diesel_async::{AnsiTransactionManager, TransactionManager};
 
+use super::audit;
 use super::resources::{self, Current, Matched, NextContent, WriteContext, WriteMethod, Written};
 use super::search::SearchQuery;
 use super::{Connection, Pool, connection};
-use crate::error::ApiResult;
+use crate::audit::in_flight::{self, WrittenSet};
+use crate::error::{ApiError, ApiResult};
 use crate::fhir::{ResourceId, ResourceType};
 
 /// An open transaction. End it with `finish` (commit on `Ok`, roll back on `Err`); one
@@ -18,6 +21,8 @@ pub struct Tx<'a> {
     context: &'a WriteContext,
     /// Subscription events recorded so far: the delivery workers are woken after commit.
     events: usize,
+    /// What was written so far, for the AuditEvent committed with it.
+    written: WrittenSet,
 }
 
 impl<'a> Tx<'a> {
@@ -28,14 +33,35 @@ impl<'a> Tx<'a> {
             conn,
             context,
             events: 0,
+            written: WrittenSet::default(),
         })
     }
 
     /// Commits if `result` is `Ok` (a failed commit becomes the error), else rolls back.
+    /// The AuditEvent of the request that wrote commits with the writes: if it cannot be
+    /// recorded, nothing is.
     pub async fn finish<R>(mut self, result: ApiResult<R>) -> ApiResult<R> {
+        let audit = in_flight::record_for_commit(&self.written);
+        let audited = audit.is_some();
+        let result = match (result, audit) {
+            (Ok(value), Some(record)) => match audit::append_on(&mut self.conn, &[&record]).await {
+                Ok(()) => Ok(value),
+                Err(error) => {
+                    tracing::error!(%error, "the audit of a write cannot be recorded; the write is rolled back");
+                    Err(ApiError::Unavailable(
+                        "The audit trail cannot be written, so nothing was written; retry shortly"
+                            .into(),
+                    ))
+                }
+            },
+            (result, _) => result,
+        };
         match result {
             Ok(value) => {
                 AnsiTransactionManager::commit_transaction(&mut *self.conn).await?;
+                if audited {
+                    in_flight::mark_recorded();
+                }
                 if self.events > 0 {
                     self.context.webhooks.wake_workers();
                 }
@@ -75,7 +101,14 @@ impl<'a> Tx<'a> {
             decide,
         )
         .await?;
-        self.events += written.as_ref().map_or(0, |w| w.events);
+        if let Some(written) = &written {
+            self.events += written.events;
+            self.written.add(
+                format!("{resource_type}/{id}"),
+                written.patients.clone(),
+                written.created,
+            );
+        }
         Ok(written)
     }
 

@@ -352,7 +352,10 @@ async fn type_and_system_history_keep_to_the_compartment() {
     let moved = id_of(t.app.create(&heart_rate(&t.b, 95)).await);
     let mut now_about_a = heart_rate(&t.a, 65);
     now_about_a["id"] = json!(moved);
-    let response = t.app.put(&format!("Observation/{moved}"), &now_about_a).await;
+    let response = t
+        .app
+        .put(&format!("Observation/{moved}"), &now_about_a)
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let token = t.token_a("patient/*.rs");
     let versions = |bundle: &Value| -> Vec<(String, String)> {
@@ -363,13 +366,19 @@ async fn type_and_system_history_keep_to_the_compartment() {
             .map(|e| {
                 let resource = &e["resource"];
                 let id = resource["id"].as_str().unwrap().to_string();
-                (id, resource["meta"]["versionId"].as_str().unwrap().to_string())
+                (
+                    id,
+                    resource["meta"]["versionId"].as_str().unwrap().to_string(),
+                )
             })
             .collect();
         found.sort();
         found
     };
-    let mut expected = vec![(t.a_obs.clone(), "1".to_string()), (moved.clone(), "2".to_string())];
+    let mut expected = vec![
+        (t.a_obs.clone(), "1".to_string()),
+        (moved.clone(), "2".to_string()),
+    ];
     expected.sort();
     let observations = t
         .get_clean(&token, "Observation/_history", StatusCode::OK)
@@ -382,10 +391,16 @@ async fn type_and_system_history_keep_to_the_compartment() {
     with_patient.sort();
     assert_eq!(versions(&everything), with_patient);
     let instance = t
-        .get_clean(&token, &format!("Observation/{moved}/_history"), StatusCode::OK)
+        .get_clean(
+            &token,
+            &format!("Observation/{moved}/_history"),
+            StatusCode::OK,
+        )
         .await;
     assert_eq!(versions(&instance), [(moved.clone(), "2".to_string())]);
-    let patients = t.get_clean(&token, "Patient/_history", StatusCode::OK).await;
+    let patients = t
+        .get_clean(&token, "Patient/_history", StatusCode::OK)
+        .await;
     assert_eq!(versions(&patients), [(t.a.clone(), "1".to_string())]);
 }
 
@@ -454,12 +469,20 @@ async fn restricted_scopes_reach_the_union_of_their_queries() {
     let t = two_patients().await;
     let a_lab = id_of(t.app.create(&laboratory(&t.a)).await);
     let b_lab = id_of(t.app.create(&laboratory(&t.b)).await);
-    let labs_only = t.app.token_for("system/Observation.rs?category=laboratory", None);
+    let labs_only = t
+        .app
+        .token_for("system/Observation.rs?category=laboratory", None);
     let response = t.app.get_as(&labs_only, "Observation").await;
     assert_eq!(response.status(), StatusCode::OK);
     let bundle = json(response).await;
-    assert_eq!(sorted(entry_ids(&bundle)), sorted(vec![a_lab.clone(), b_lab.clone()]));
-    let response = t.app.get_as(&labs_only, &format!("Observation/{}", t.a_obs)).await;
+    assert_eq!(
+        sorted(entry_ids(&bundle)),
+        sorted(vec![a_lab.clone(), b_lab.clone()])
+    );
+    let response = t
+        .app
+        .get_as(&labs_only, &format!("Observation/{}", t.a_obs))
+        .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     forbidden(&json(response).await);
 
@@ -481,9 +504,10 @@ async fn restricted_scopes_reach_the_union_of_their_queries() {
 #[tokio::test]
 async fn includes_keep_to_restricted_scopes_of_the_included_type() {
     let t = two_patients().await;
-    let token = t
-        .app
-        .token_for(&format!("system/Observation.rs system/Patient.rs?_id={}", t.a), None);
+    let token = t.app.token_for(
+        &format!("system/Observation.rs system/Patient.rs?_id={}", t.a),
+        None,
+    );
     let response = t
         .app
         .get_as(&token, "Observation?_include=Observation:subject")
@@ -513,7 +537,10 @@ async fn restricted_writes_and_unenforceable_restrictions_are_refused() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     forbidden(&json(response).await);
     assert_eq!(t.app.count_rows("resources").await, before);
-    let response = t.app.get_as(&writer, &format!("Observation/{}", t.a_obs)).await;
+    let response = t
+        .app
+        .get_as(&writer, &format!("Observation/{}", t.a_obs))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     for scope in [
         "system/Observation.rs?_count=1000",

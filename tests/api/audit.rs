@@ -5,7 +5,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json};
+use crate::helpers::{TestApp, heart_rate, json};
+use crate::smart::{assertion, es384_key, register, request_token};
 
 const AUDITOR: &str = "system/AuditEvent.rs";
 
@@ -171,8 +172,9 @@ async fn an_auditor_searches_by_date_agent_patient_and_outcome() {
     let agent = events(&audit_search(&app, "agent=test-suite").await);
     // Every token here has subject test-suite: the create, three reads, two searches.
     assert_eq!(agent.len(), 6, "{agent:?}");
+    // The create (its Patient is the patient) and the two reads.
     let patient = events(&audit_search(&app, &format!("patient={id}")).await);
-    assert_eq!(patient.len(), 2);
+    assert_eq!(patient.len(), 3);
     let failed = events(&audit_search(&app, "outcome=4").await);
     assert_eq!(failed.len(), 1);
     assert_eq!(
@@ -281,4 +283,199 @@ async fn concurrent_reads_share_commits_and_each_is_audited_once() {
     let mut expected: Vec<String> = (0..24).map(|n| format!("batched-read-{n}")).collect();
     expected.sort();
     assert_eq!(request_ids, expected);
+}
+
+fn id_of(resource: &Value) -> String {
+    resource["id"].as_str().unwrap().to_string()
+}
+
+/// The one AuditEvent of the request sent with `X-Request-Id: request_id`.
+async fn event_of_request(app: &TestApp, request_id: &str) -> Value {
+    let found = events(&audit_search(app, &format!("request-id={request_id}")).await);
+    assert_eq!(found.len(), 1, "{request_id}: {found:?}");
+    found[0].clone()
+}
+
+fn references(event: &Value) -> Vec<String> {
+    event["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entity| entity["what"]["reference"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A write's AuditEvent is committed with it: it names the resource written (its new id
+/// for a create), the patient it is about and the status the client got, once.
+#[tokio::test]
+async fn each_write_leaves_one_audit_event_naming_what_it_wrote() {
+    let app = TestApp::spawn().await;
+    let patient_id = id_of(&app.create(&patient()).await);
+    let response = app
+        .request(Method::POST, "Observation")
+        .header("X-Request-Id", "audit-create-1")
+        .header("Content-Type", "application/fhir+json")
+        .body(heart_rate(&patient_id, 72).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let observation = json(response).await;
+    let observation_id = id_of(&observation);
+    let created = event_of_request(&app, "audit-create-1").await;
+    assert_eq!(created["subtype"][0]["code"], "create");
+    assert_eq!(created["action"], "C");
+    assert_eq!(created["outcome"], "0");
+    assert_eq!(created["outcomeDesc"], "HTTP 201");
+    assert_eq!(
+        references(&created),
+        [
+            format!("Observation/{observation_id}"),
+            format!("Patient/{patient_id}")
+        ]
+    );
+
+    let mut changed = observation.clone();
+    changed["valueQuantity"]["value"] = json!(80);
+    let response = app
+        .request(Method::PUT, &format!("Observation/{observation_id}"))
+        .header("X-Request-Id", "audit-update-1")
+        .header("Content-Type", "application/fhir+json")
+        .body(changed.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let updated = event_of_request(&app, "audit-update-1").await;
+    assert_eq!(updated["outcomeDesc"], "HTTP 200");
+    assert_eq!(updated["action"], "U");
+
+    let response = app
+        .request(Method::DELETE, &format!("Observation/{observation_id}"))
+        .header("X-Request-Id", "audit-delete-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let deleted = event_of_request(&app, "audit-delete-1").await;
+    assert_eq!(deleted["outcomeDesc"], "HTTP 204");
+    // The deleted Observation was about the patient: the event still says so.
+    assert_eq!(
+        references(&deleted),
+        [
+            format!("Observation/{observation_id}"),
+            format!("Patient/{patient_id}")
+        ]
+    );
+}
+
+/// A transaction Bundle writing for two patients leaves one event an auditor finds by
+/// either patient.
+#[tokio::test]
+async fn a_transaction_for_two_patients_is_found_by_either() {
+    let app = TestApp::spawn().await;
+    let first = id_of(&app.create(&patient()).await);
+    let second = id_of(&app.create(&patient()).await);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "POST", "url": "Observation"}, "resource": heart_rate(&first, 61)},
+        {"request": {"method": "POST", "url": "Observation"}, "resource": heart_rate(&second, 62)}
+    ]});
+    let response = app
+        .request(Method::POST, "")
+        .header("X-Request-Id", "audit-bundle-1")
+        .header("Content-Type", "application/fhir+json")
+        .body(bundle.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let event = event_of_request(&app, "audit-bundle-1").await;
+    assert_eq!(event["outcomeDesc"], "HTTP 200");
+    let written = references(&event)
+        .into_iter()
+        .filter(|reference| reference.starts_with("Observation/"))
+        .count();
+    assert_eq!(written, 2);
+    for patient_id in [&first, &second] {
+        let found =
+            events(&audit_search(&app, &format!("patient={patient_id}&subtype=batch")).await);
+        assert_eq!(found.len(), 1, "{patient_id}");
+        assert_eq!(found[0]["id"], event["id"]);
+    }
+}
+
+/// The write and its audit commit together: when the audit cannot be recorded the write
+/// is refused with 503 and nothing of it is stored.
+#[tokio::test]
+async fn a_write_whose_audit_cannot_be_recorded_is_503_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let patient_id = id_of(&app.create(&patient()).await);
+    let resources = app.count_rows("resources").await;
+    let versions = app.count_rows("resource_versions").await;
+    let index_rows = app.count_rows("search_reference").await;
+    sql(
+        &app,
+        "ALTER TABLE audit_events ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
+    )
+    .await
+    .unwrap();
+    let response = app.post("Observation", &heart_rate(&patient_id, 70)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = json(response).await;
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was written"),
+        "{body}"
+    );
+    assert_eq!(app.count_rows("resources").await, resources);
+    assert_eq!(app.count_rows("resource_versions").await, versions);
+    assert_eq!(app.count_rows("search_reference").await, index_rows);
+    sql(&app, "ALTER TABLE audit_events DROP CONSTRAINT refuse_all")
+        .await
+        .unwrap();
+    let response = app.post("Observation", &heart_rate(&patient_id, 70)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(app.count_rows("resources").await, resources + 1);
+}
+
+/// The token endpoint's issues and refusals are User Authentication events (DICOM 110114)
+/// with outcome 0 or 4; only an authenticated client is named as the agent (a refused
+/// assertion's claimed client is not proof of who sent it).
+#[tokio::test]
+async fn token_requests_are_audited_as_logins() {
+    let app = TestApp::spawn().await;
+    let key = es384_key("audit-key");
+    register(&app, "audited-client", &[&key], "system/*.rs");
+    let signed = assertion(&app, &key, "audited-client", json!({}));
+    assert_eq!(
+        request_token(&app, &signed, "system/Patient.rs")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        request_token(&app, &signed, "system/Patient.rs")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let logins = events(&audit_search(&app, "subtype=login").await);
+    assert_eq!(logins.len(), 2, "{logins:?}");
+    let agents = [
+        json!({"identifier": {"value": "audited-client"}}),
+        Value::Null,
+    ];
+    for ((event, outcome), agent) in logins.iter().zip(["0", "4"]).zip(agents) {
+        assert_eq!(
+            event["type"]["system"],
+            "http://dicom.nema.org/resources/ontology/DCM"
+        );
+        assert_eq!(event["type"]["code"], "110114");
+        assert_eq!(event["action"], "E");
+        assert_eq!(event["outcome"], outcome);
+        assert_eq!(event["agent"][0]["who"], agent);
+    }
 }

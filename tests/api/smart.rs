@@ -64,7 +64,7 @@ pub(crate) fn client_cli(app: &TestApp, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn register(app: &TestApp, client_id: &str, keys: &[&ClientKey], scope: &str) {
+pub(crate) fn register(app: &TestApp, client_id: &str, keys: &[&ClientKey], scope: &str) {
     let file = std::env::temp_dir().join(format!("jwks-{}.json", uuid::Uuid::new_v4()));
     let jwks = json!({"keys": keys.iter().map(|key| key.jwk.clone()).collect::<Vec<_>>()});
     std::fs::write(&file, jwks.to_string()).unwrap();
