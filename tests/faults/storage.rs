@@ -72,7 +72,7 @@ fn audited_reads(cluster: &Cluster, paths: &[String]) -> Vec<String> {
             cluster.sql(
                 "fhir",
                 &format!(
-                    "SELECT count(*) FROM audit_events WHERE subtype = 'read' AND outcome = '0' AND patient = '{id}'"
+                    "SELECT count(*) FROM audit_events WHERE subtype = 'read' AND outcome = '0' AND patients @> ARRAY['{id}']"
                 ),
             )
         })
