@@ -267,3 +267,81 @@ async fn audience_may_be_a_list_and_jti_is_optional() {
     let response = app.get_as(&token, "Patient").await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// Claims signed with the server's own key, so only the claim named in each case is wrong.
+fn signed_by_server(app: &TestApp, changes: serde_json::Value) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({"iss": app.config.jwt_issuer, "aud": app.config.jwt_audience,
+        "sub": "attacker", "exp": now + 300, "nbf": now - 5, "iat": now - 5,
+        "scope": "system/*.cruds"});
+    for (name, value) in changes.as_object().unwrap() {
+        claims[name] = value.clone();
+    }
+    let pem = std::fs::read(&app.config.jwt_private_key_file).unwrap();
+    let kid = jsonwebtoken::decode_header(&app.token).unwrap().kid;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = kid;
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A valid token whose payload is swapped for a wider one, the signature kept.
+fn tampered(app: &TestApp) -> String {
+    use base64::Engine;
+    let narrow = app.token_for("system/Observation.rs", None);
+    let parts: Vec<&str> = narrow.split('.').collect();
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
+    claims["scope"] = json!("system/*.cruds");
+    let payload = engine.encode(claims.to_string());
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+/// Tampered payload, not yet valid, wrong issuer: each is a 401 OperationOutcome with no
+/// data, and each refusal is on record as a failed AuditEvent with no agent.
+#[tokio::test]
+async fn forged_tokens_are_401_and_every_refusal_is_audited() {
+    let app = TestApp::spawn().await;
+    let id = app.create(&patient()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let attacks = [
+        ("tampered payload", tampered(&app)),
+        (
+            "not yet valid",
+            signed_by_server(&app, json!({"nbf": now + 600})),
+        ),
+        (
+            "wrong issuer",
+            signed_by_server(&app, json!({"iss": "https://elsewhere.example"})),
+        ),
+    ];
+    let control = signed_by_server(&app, json!({}));
+    assert_eq!(
+        app.get_as(&control, &format!("Patient/{id}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for (what, token) in &attacks {
+        let response = app.get_as(token, &format!("Patient/{id}")).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        let body = json(response).await;
+        assert_eq!(body["resourceType"], "OperationOutcome", "{what}");
+        assert_eq!(body["issue"][0]["code"], "login", "{what}");
+        assert!(!body.to_string().contains("Okafor"), "{what}: {body}");
+    }
+    let refused = app
+        .count_rows(&format!(
+            "audit_events WHERE outcome = '4' AND agent IS NULL AND content->>'outcomeDesc' = 'HTTP 401' AND patients @> ARRAY['{id}']"
+        ))
+        .await;
+    assert_eq!(refused, attacks.len() as i64);
+}
