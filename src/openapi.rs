@@ -131,6 +131,7 @@ named_schema!(
 named_schema!(Bundle, "Bundle", bundle_schema());
 named_schema!(ExportManifest, "BulkDataManifest", export_manifest_schema());
 named_schema!(JsonPatch, "JsonPatch", json_patch_schema());
+named_schema!(Parameters, "Parameters", parameters_schema());
 named_schema!(
     CapabilityStatement,
     "CapabilityStatement",
@@ -289,6 +290,22 @@ fn json_patch_schema() -> RefOr<Schema> {
         .items(operation)
         .description(Some("RFC 6902 JSON Patch"))
         .examples([json!([{"op": "replace", "path": "/status", "value": "completed"}])])
+        .into()
+}
+
+/// The answer of an operation as named parts, each with one `value[x]`.
+fn parameters_schema() -> RefOr<Schema> {
+    let parameter = ObjectBuilder::new()
+        .property("name", ObjectBuilder::new().schema_type(Type::String))
+        .required("name")
+        .description(Some(
+            "A part: its name and one value[x] (or a resource, or parts)",
+        ));
+    ObjectBuilder::new()
+        .property("resourceType", string_enum(&["Parameters"]))
+        .required("resourceType")
+        .property("parameter", ArrayBuilder::new().items(parameter))
+        .description(Some("A FHIR Parameters resource"))
         .into()
 }
 
@@ -562,11 +579,11 @@ const ERROR_RESPONSES: &[(&str, &[u16])] = &[
         &[400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 503],
     ),
     ("create", &[400, 401, 403, 404, 412, 413, 415, 422, 503]),
-    ("read", &[401, 403, 404, 410, 503]),
-    ("vread", &[401, 403, 404, 410, 503]),
+    ("read", &[400, 401, 403, 404, 410, 503]),
+    ("vread", &[400, 401, 403, 404, 410, 503]),
     ("update", &[400, 401, 403, 404, 412, 413, 415, 422, 503]),
     ("patch", &[400, 401, 403, 404, 410, 412, 413, 415, 422, 503]),
-    ("delete", &[401, 403, 404, 412, 503]),
+    ("delete", &[400, 401, 403, 404, 412, 503]),
     (
         "conditional_update",
         &[400, 401, 403, 404, 409, 412, 413, 415, 422, 503],
@@ -593,8 +610,8 @@ const ERROR_RESPONSES: &[(&str, &[u16])] = &[
     ("cancel_export", &[401, 404, 503]),
     ("export_file", &[401, 403, 404, 503]),
     ("validate", &[400, 401, 403, 404, 413, 415, 503]),
-    ("treatment_status", &[401, 403, 404, 410, 503]),
-    ("patient_outcomes", &[401, 503]),
+    ("treatment_status", &[400, 401, 403, 404, 410, 503]),
+    ("patient_outcomes", &[400, 401, 503]),
     ("clinic_outcomes", &[401, 503]),
 ];
 
@@ -679,7 +696,9 @@ struct ErrorResponses;
 
 impl Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // An `{id}` that is not a FHIR id is refused before anything else.
+            let takes_id = path.contains("{id}");
             for operation in [
                 &mut item.get,
                 &mut item.put,
@@ -693,12 +712,12 @@ impl Modify for ErrorResponses {
                 let Some(operation_id) = operation.operation_id.as_deref() else {
                     continue;
                 };
-                let Some((_, statuses)) =
-                    ERROR_RESPONSES.iter().find(|(id, _)| *id == operation_id)
-                else {
-                    continue;
-                };
-                for status in *statuses {
+                let statuses: &[u16] = ERROR_RESPONSES
+                    .iter()
+                    .find(|(id, _)| *id == operation_id)
+                    .map_or(&[], |(_, statuses)| statuses);
+                let id_refusal = (takes_id && !statuses.contains(&400)).then_some(&400);
+                for status in statuses.iter().chain(id_refusal) {
                     let response = utoipa::openapi::ResponseBuilder::new()
                         .description(error_meaning(*status))
                         .content(

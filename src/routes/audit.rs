@@ -53,7 +53,7 @@ pub async fn read(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     principal.authorize(Some(AUDIT_EVENT), Interaction::Read)?;
-    let id = id.into_inner();
+    let id = crate::fhir::ResourceId::parse(&id)?.to_string();
     let filter = AuditFilter {
         id: Some(id.clone()),
         limit: 1,

@@ -106,7 +106,7 @@ fn resource_to_validate(body: Value, resource_type: &ResourceType) -> ApiResult<
     params(("type" = crate::openapi::ResourceTypeName, Path, description = "Resource type, e.g. MedicationAdministration")),
     request_body(content = crate::openapi::AnyResource, content_type = "application/fhir+json", description = "The resource, or Parameters with a 'resource' part"),
     responses(
-        (status = 200, description = "OperationOutcome: every issue found (errors mean the write would be refused)", body = crate::openapi::AnyResource, content_type = "application/fhir+json")
+        (status = 200, description = "OperationOutcome: every issue found (errors mean the write would be refused)", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
     ),
     security(("bearer_jwt" = []))
 )]
@@ -179,7 +179,7 @@ async fn safety_issues(state: &AppState, administration: &Value) -> ApiResult<Ve
     summary = "Where the patient is in treatment: current series, next infusion or re-treatment window, discharge readiness",
     params(("id" = String, Path, description = "Patient id, e.g. demo-patient-01")),
     responses(
-        (status = 200, description = "Parameters: phase, series-count, current-series, next-infusion-window or retreatment-window, retreatment-due, discharge", body = crate::openapi::AnyResource, content_type = "application/fhir+json")
+        (status = 200, description = "Parameters: phase, series-count, current-series, next-infusion-window or retreatment-window, retreatment-due, discharge", body = crate::openapi::Parameters, content_type = "application/fhir+json")
     ),
     security(("bearer_jwt" = []))
 )]

@@ -24,7 +24,7 @@ use crate::store::outcomes::{self, ClinicOutcomes};
                    Values that are not known are left out.",
     params(("id" = String, Path, description = "Patient id, e.g. demo-patient-01")),
     responses(
-        (status = 200, description = "A Parameters resource: pain-baseline, pain-baseline-date, pain-latest, pain-latest-date, pain-absolute-change, pain-percent-change, pain-response, the same for peg- and phq9-, phq9-response, phq9-remission, infusions-given, series-count, cumulative-dose (mg), days-since-last-infusion", body = Object, content_type = "application/fhir+json"),
+        (status = 200, description = "A Parameters resource: pain-baseline, pain-baseline-date, pain-latest, pain-latest-date, pain-absolute-change, pain-percent-change, pain-response, the same for peg- and phq9-, phq9-response, phq9-remission, infusions-given, series-count, cumulative-dose (mg), days-since-last-infusion", body = crate::openapi::Parameters, content_type = "application/fhir+json"),
         (status = 403, description = "The token's scopes do not allow reading Patient, or it is limited to another patient", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
         (status = 404, description = "No such patient", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
         (status = 410, description = "The patient has been deleted", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
@@ -120,7 +120,7 @@ pub fn clinic_parameters(
         ("end" = Option<String>, Query, description = "Infusions starting on or before this date, e.g. 2026-06-30, that day included (default: all time)")
     ),
     responses(
-        (status = 200, description = "A Parameters resource: patients-treated, patients-with-follow-up, patients-evaluable, responders-30, responders-50 (valueInteger), responder-rate-30, responder-rate-50, mean-percent-change (valueDecimal, percent)", body = Object, content_type = "application/fhir+json"),
+        (status = 200, description = "A Parameters resource: patients-treated, patients-with-follow-up, patients-evaluable, responders-30, responders-50 (valueInteger), responder-rate-30, responder-rate-50, mean-percent-change (valueDecimal, percent)", body = crate::openapi::Parameters, content_type = "application/fhir+json"),
         (status = 400, description = "start or end is not a FHIR date, or end is before start", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json"),
         (status = 403, description = "Needs a read scope on all resource types; patient-scoped tokens are refused", body = crate::openapi::OperationOutcome, content_type = "application/fhir+json")
     ),

@@ -276,3 +276,50 @@ async fn every_documented_operation_answers_with_a_documented_status() {
     }
     assert_eq!(checked, 37);
 }
+
+/// An `{id}` that is not a FHIR id is refused with 400 on every operation that takes one,
+/// and the document says so (a finding of the schemathesis run).
+#[tokio::test]
+async fn a_malformed_id_is_a_documented_400_on_every_operation_that_takes_one() {
+    let app = TestApp::spawn().await;
+    let document = json(app.get_root("openapi.json").await).await;
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        if !path.contains("{id}") {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let url = format!(
+                "{}{}",
+                app.root,
+                path.replace("{type}", "Patient")
+                    .replace("{id}", "not%20an%20id!")
+                    .replace("{version}", "1")
+            );
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = app
+                .client
+                .request(method.clone(), &url)
+                .bearer_auth(&app.token)
+                .header("Content-Type", "application/fhir+json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::BAD_REQUEST,
+                "{method} {path}"
+            );
+            assert!(
+                operation["responses"]["400"].is_object(),
+                "{method} {path} does not document 400"
+            );
+            let body = json(response).await;
+            assert_eq!(body["resourceType"], "OperationOutcome", "{method} {path}");
+            assert_eq!(body["issue"][0]["code"], "invalid", "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "{checked}");
+}
