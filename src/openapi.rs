@@ -198,7 +198,15 @@ fn operation_outcome_schema() -> RefOr<Schema> {
 fn bundle_schema() -> RefOr<Schema> {
     let entry = ObjectBuilder::new()
         .property("fullUrl", ObjectBuilder::new().schema_type(Type::String))
-        .property("resource", component_ref("Resource"))
+        .property(
+            "resource",
+            OneOfBuilder::new()
+                .item(component_ref("Resource"))
+                .item(component_ref("OperationOutcome"))
+                .description(Some(
+                    "A resource, or (search mode `outcome`) an OperationOutcome about the search",
+                )),
+        )
         .property(
             "search",
             ObjectBuilder::new().property("mode", string_enum(&["match", "include", "outcome"])),
@@ -213,7 +221,8 @@ fn bundle_schema() -> RefOr<Schema> {
             "response",
             ObjectBuilder::new()
                 .property("status", ObjectBuilder::new().schema_type(Type::String))
-                .property("etag", ObjectBuilder::new().schema_type(Type::String)),
+                .property("etag", ObjectBuilder::new().schema_type(Type::String))
+                .property("outcome", component_ref("OperationOutcome")),
         );
     let link = ObjectBuilder::new()
         .property("relation", ObjectBuilder::new().schema_type(Type::String))
@@ -221,13 +230,16 @@ fn bundle_schema() -> RefOr<Schema> {
     ObjectBuilder::new()
         .property("resourceType", string_enum(&["Bundle"]))
         .required("resourceType")
-        .property("type", string_enum(&["searchset", "history"]))
+        .property(
+            "type",
+            string_enum(&["searchset", "history", "batch-response", "transaction-response"]),
+        )
         .required("type")
         .property("total", ObjectBuilder::new().schema_type(Type::Integer))
         .property("link", ArrayBuilder::new().items(link))
         .property("entry", ArrayBuilder::new().items(entry))
         .description(Some(
-            "A searchset or history Bundle; follow the `next` link for the next page",
+            "A searchset or history Bundle (follow the `next` link for the next page), or the response to a batch or transaction",
         ))
         .into()
 }

@@ -289,6 +289,23 @@ fn id_of(resource: &Value) -> String {
     resource["id"].as_str().unwrap().to_string()
 }
 
+/// Sends `body` (if any, as FHIR JSON) with `X-Request-Id: request_id`.
+async fn send_tagged(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    request_id: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = app.request(method, path).header("X-Request-Id", request_id);
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/fhir+json")
+            .body(body.to_string());
+    }
+    request.send().await.unwrap()
+}
+
 /// The one AuditEvent of the request sent with `X-Request-Id: request_id`.
 async fn event_of_request(app: &TestApp, request_id: &str) -> Value {
     let found = events(&audit_search(app, &format!("request-id={request_id}")).await);
@@ -311,14 +328,15 @@ fn references(event: &Value) -> Vec<String> {
 async fn each_write_leaves_one_audit_event_naming_what_it_wrote() {
     let app = TestApp::spawn().await;
     let patient_id = id_of(&app.create(&patient()).await);
-    let response = app
-        .request(Method::POST, "Observation")
-        .header("X-Request-Id", "audit-create-1")
-        .header("Content-Type", "application/fhir+json")
-        .body(heart_rate(&patient_id, 72).to_string())
-        .send()
-        .await
-        .unwrap();
+    let heart = heart_rate(&patient_id, 72);
+    let response = send_tagged(
+        &app,
+        Method::POST,
+        "Observation",
+        "audit-create-1",
+        Some(&heart),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let observation = json(response).await;
     let observation_id = id_of(&observation);
@@ -337,25 +355,27 @@ async fn each_write_leaves_one_audit_event_naming_what_it_wrote() {
 
     let mut changed = observation.clone();
     changed["valueQuantity"]["value"] = json!(80);
-    let response = app
-        .request(Method::PUT, &format!("Observation/{observation_id}"))
-        .header("X-Request-Id", "audit-update-1")
-        .header("Content-Type", "application/fhir+json")
-        .body(changed.to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = send_tagged(
+        &app,
+        Method::PUT,
+        &format!("Observation/{observation_id}"),
+        "audit-update-1",
+        Some(&changed),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let updated = event_of_request(&app, "audit-update-1").await;
     assert_eq!(updated["outcomeDesc"], "HTTP 200");
     assert_eq!(updated["action"], "U");
 
-    let response = app
-        .request(Method::DELETE, &format!("Observation/{observation_id}"))
-        .header("X-Request-Id", "audit-delete-1")
-        .send()
-        .await
-        .unwrap();
+    let response = send_tagged(
+        &app,
+        Method::DELETE,
+        &format!("Observation/{observation_id}"),
+        "audit-delete-1",
+        None,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let deleted = event_of_request(&app, "audit-delete-1").await;
     assert_eq!(deleted["outcomeDesc"], "HTTP 204");
@@ -380,14 +400,7 @@ async fn a_transaction_for_two_patients_is_found_by_either() {
         {"request": {"method": "POST", "url": "Observation"}, "resource": heart_rate(&first, 61)},
         {"request": {"method": "POST", "url": "Observation"}, "resource": heart_rate(&second, 62)}
     ]});
-    let response = app
-        .request(Method::POST, "")
-        .header("X-Request-Id", "audit-bundle-1")
-        .header("Content-Type", "application/fhir+json")
-        .body(bundle.to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = send_tagged(&app, Method::POST, "", "audit-bundle-1", Some(&bundle)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let event = event_of_request(&app, "audit-bundle-1").await;
     assert_eq!(event["outcomeDesc"], "HTTP 200");

@@ -223,6 +223,15 @@ async fn openapi_is_served_and_swagger_ui_loads() {
     assert!(ui.text().await.unwrap().contains("swagger"));
 }
 
+/// The URL of a documented path with its parameters filled in: Patient, `id`, version 1.
+fn operation_url(app: &TestApp, path: &str, id: &str) -> String {
+    let path = path
+        .replace("{type}", "Patient")
+        .replace("{id}", id)
+        .replace("{version}", "1");
+    format!("{}{path}", app.root)
+}
+
 /// What Swagger's "Try it out" does: every operation of the served document, called with
 /// its path parameters filled in and the bearer token, answers with a status the document
 /// lists for that operation.
@@ -239,13 +248,7 @@ async fn every_documented_operation_answers_with_a_documented_status() {
     let mut checked = 0;
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
-            let url = format!(
-                "{}{}",
-                app.root,
-                path.replace("{type}", "Patient")
-                    .replace("{id}", "try-it")
-                    .replace("{version}", "1")
-            );
+            let url = operation_url(&app, path, "try-it");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut request = app
                 .client
@@ -289,13 +292,7 @@ async fn a_malformed_id_is_a_documented_400_on_every_operation_that_takes_one() 
             continue;
         }
         for (method, operation) in item.as_object().unwrap() {
-            let url = format!(
-                "{}{}",
-                app.root,
-                path.replace("{type}", "Patient")
-                    .replace("{id}", "not%20an%20id!")
-                    .replace("{version}", "1")
-            );
+            let url = operation_url(&app, path, "not%20an%20id!");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let response = app
                 .client
