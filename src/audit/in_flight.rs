@@ -66,19 +66,22 @@ pub struct WrittenSet {
 
 impl WrittenSet {
     pub fn add(&mut self, target: String, patients: Vec<String>, created: bool) {
-        if !self.targets.contains(&target) {
-            self.targets.push(target);
-        }
-        for patient in patients {
-            if !self.patients.contains(&patient) {
-                self.patients.push(patient);
-            }
-        }
+        push_new(&mut self.targets, [target]);
+        push_new(&mut self.patients, patients);
         self.created |= created;
     }
 
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
+    }
+}
+
+/// Appends each of `items` not yet in `list`, keeping the order of first appearance.
+fn push_new(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for item in items {
+        if !list.contains(&item) {
+            list.push(item);
+        }
     }
 }
 
@@ -95,11 +98,7 @@ pub fn record_for_commit(written: &WrittenSet) -> Option<AuditRecord> {
             let mut record = noted.record.clone();
             record.status = success_status(&noted.method, &noted.pattern, written.created);
             record.targets = written.targets.clone();
-            for patient in &written.patients {
-                if !record.patients.contains(patient) {
-                    record.patients.push(patient.clone());
-                }
-            }
+            push_new(&mut record.patients, written.patients.iter().cloned());
             Some(record)
         })
         .ok()

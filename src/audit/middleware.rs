@@ -10,6 +10,7 @@ use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use super::event::AuditRecord;
 use super::writer::AuditWriter;
 use super::{AuditAgent, classify, in_flight, is_unaudited};
+use crate::auth::access::patient_id_of_reference;
 use crate::auth::jwt::Principal;
 use crate::telemetry::current_request_id;
 
@@ -101,20 +102,12 @@ fn resource_type(request: &HttpRequest) -> Option<String> {
 fn patient_in_query(query: &str) -> Option<String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
     pairs.into_iter().find_map(|(name, value)| {
-        let value = value.split(',').next()?.trim().to_string();
+        let first = value.split(',').next()?.trim();
+        let referenced = patient_id_of_reference(first);
         match name.as_str() {
-            "patient" | "patient:Patient" | "subject" | "subject:Patient" => {
-                match value.rsplit_once("Patient/") {
-                    Some((_, id)) if !id.is_empty() && !id.contains('/') => Some(id.to_string()),
-                    _ if name.starts_with("patient")
-                        && !value.contains('/')
-                        && !value.is_empty() =>
-                    {
-                        Some(value)
-                    }
-                    _ => None,
-                }
-            }
+            "patient" | "patient:Patient" => referenced
+                .or_else(|| (!first.is_empty() && !first.contains('/')).then(|| first.into())),
+            "subject" | "subject:Patient" => referenced,
             _ => None,
         }
     })

@@ -76,9 +76,7 @@ impl Principal {
             "The access token's scopes do not allow {interaction:?} on {target}"
         )))
     }
-}
 
-impl Principal {
     /// Like `authorize`, but scopes with a search restriction count too: for reading and
     /// searching, where the restriction is enforced as a search filter. A patient/
     /// restricted scope in a token without a patient claim opens nothing.
@@ -149,7 +147,7 @@ pub fn patients_of(resource_type: &str, resource: &Value) -> Vec<String> {
 }
 
 /// `Patient/x` or `https://host/fhir/Patient/x` → `x`.
-fn patient_id_of_reference(reference: &str) -> Option<String> {
+pub fn patient_id_of_reference(reference: &str) -> Option<String> {
     let (before, id) = reference.rsplit_once("Patient/")?;
     let whole_segment = before.is_empty() || before.ends_with('/');
     (whole_segment && !id.is_empty() && !id.contains('/')).then(|| id.to_string())

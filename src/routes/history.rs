@@ -45,11 +45,12 @@ pub async fn instance_history(
     // in its patient's compartment.
     let patient = match &reach {
         Reach::Whole(access) => compartment(access.clone()),
+        // Every slice from a patient/ scope names the token's one patient.
         Reach::Slices(slices) => slices
             .iter()
-            .map(|slice| slice.patient.clone())
-            .collect::<Option<Vec<String>>>()
-            .and_then(|patients| patients.first().cloned()),
+            .all(|slice| slice.patient.is_some())
+            .then(|| slices.first().and_then(|slice| slice.patient.clone()))
+            .flatten(),
     };
     let scope = HistoryScope::Instance(resource_type.to_string(), id.to_string());
     respond(

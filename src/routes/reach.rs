@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::AppState;
+use super::crud::ensure_in_compartment;
 use super::search::parse_search;
 use crate::auth::access::{Access, Reach, Slice, in_patient_compartment};
 use crate::auth::{Interaction, Principal};
@@ -102,28 +103,23 @@ pub async fn ensure_within_reach(
     resource_type: &ResourceType,
     resource: &Value,
 ) -> ApiResult<()> {
-    let within = match reach {
-        Reach::Whole(Access::Full) => true,
-        Reach::Whole(Access::Patient(patient)) => {
-            in_patient_compartment(resource_type.as_str(), resource, patient)
-        }
-        Reach::Slices(_) => {
-            let id = resource["id"].as_str().unwrap_or_default().to_string();
-            let matched = matching_ids(state, resource_type, vec![id.clone()], reach).await?;
-            matched.contains(&id)
-        }
-    };
-    if within {
+    if let Reach::Whole(access) = reach {
+        return ensure_in_compartment(access, resource_type, resource);
+    }
+    let id = id_of(resource);
+    if matching_ids(state, resource_type, vec![id.clone()], reach)
+        .await?
+        .contains(&id)
+    {
         return Ok(());
     }
-    Err(ApiError::Forbidden(match reach {
-        Reach::Slices(_) => format!(
-            "The access token's scopes reach only some {resource_type} resources (their search restrictions); this one is outside them"
-        ),
-        _ => {
-            "The access token is limited to one patient's data; this resource is outside it".into()
-        }
-    }))
+    Err(ApiError::Forbidden(format!(
+        "The access token's scopes reach only some {resource_type} resources (their search restrictions); this one is outside them"
+    )))
+}
+
+fn id_of(resource: &Value) -> String {
+    resource["id"].as_str().unwrap_or_default().to_string()
 }
 
 /// The ids among `ids` of `resource_type` that a search within `reach` finds.
@@ -161,51 +157,47 @@ pub async fn visible_included(
     included: Vec<(i64, Value)>,
 ) -> ApiResult<Vec<(i64, Value)>> {
     let mut reaches: HashMap<String, Option<Reach>> = HashMap::new();
+    // Per resource: decided at once, or (`None`) once its type's restricted search has run.
+    let mut verdicts: Vec<Option<bool>> = Vec::with_capacity(included.len());
     let mut to_check: HashMap<String, Vec<String>> = HashMap::new();
-    let mut kept = Vec::with_capacity(included.len());
-    for (seq, resource) in included {
-        let Some(type_name) = resource["resourceType"].as_str().map(str::to_string) else {
+    for (_, resource) in &included {
+        let Some(type_name) = resource["resourceType"].as_str() else {
+            verdicts.push(Some(false));
             continue;
         };
         let reach = reaches
-            .entry(type_name.clone())
-            .or_insert_with(|| principal.reach(&type_name, Interaction::Read).ok());
-        let visible = match reach {
-            None => false,
-            Some(Reach::Whole(Access::Full)) => true,
-            Some(Reach::Whole(Access::Patient(patient))) => {
-                !may_be_in_patient_compartment(&type_name)
-                    || in_patient_compartment(&type_name, &resource, patient)
-            }
+            .entry(type_name.to_string())
+            .or_insert_with(|| principal.reach(type_name, Interaction::Read).ok());
+        verdicts.push(match reach {
+            None => Some(false),
+            Some(Reach::Whole(Access::Full)) => Some(true),
+            Some(Reach::Whole(Access::Patient(patient))) => Some(
+                !may_be_in_patient_compartment(type_name)
+                    || in_patient_compartment(type_name, resource, patient),
+            ),
             Some(Reach::Slices(_)) => {
-                let id = resource["id"].as_str().unwrap_or_default().to_string();
-                to_check.entry(type_name).or_default().push(id);
-                true
+                let ids = to_check.entry(type_name.to_string()).or_default();
+                ids.push(id_of(resource));
+                None
             }
-        };
-        if visible {
-            kept.push((seq, resource));
-        }
+        });
     }
     let mut matched: HashSet<(String, String)> = HashSet::new();
     for (type_name, ids) in to_check {
         let resource_type = ResourceType::parse(&type_name)?;
-        let reach = reaches[&type_name]
-            .as_ref()
-            .expect("checked types have a reach");
-        for id in matching_ids(state, &resource_type, ids, reach).await? {
-            matched.insert((type_name.clone(), id));
+        if let Some(reach) = &reaches[&type_name] {
+            let found = matching_ids(state, &resource_type, ids, reach).await?;
+            matched.extend(found.into_iter().map(|id| (type_name.clone(), id)));
         }
     }
-    kept.retain(|(_, resource)| {
+    let matches = |resource: &Value| {
         let type_name = resource["resourceType"].as_str().unwrap_or_default();
-        match &reaches[type_name] {
-            Some(Reach::Slices(_)) => matched.contains(&(
-                type_name.to_string(),
-                resource["id"].as_str().unwrap_or_default().to_string(),
-            )),
-            _ => true,
-        }
-    });
-    Ok(kept)
+        matched.contains(&(type_name.to_string(), id_of(resource)))
+    };
+    Ok(included
+        .into_iter()
+        .zip(verdicts)
+        .filter(|((_, resource), verdict)| verdict.unwrap_or_else(|| matches(resource)))
+        .map(|(entry, _)| entry)
+        .collect())
 }

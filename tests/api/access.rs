@@ -42,6 +42,18 @@ impl Two {
         self.app.token_for(scope, Some(&self.a))
     }
 
+    /// Asserts that `token` creating a heart rate for A is a 403 that stores nothing.
+    async fn assert_create_refused(&self, token: &str, bpm: i64) {
+        let before = self.app.count_rows("resources").await;
+        let response = self
+            .app
+            .post_as(token, "Observation", &heart_rate(&self.a, bpm))
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        forbidden(&json(response).await);
+        assert_eq!(self.app.count_rows("resources").await, before);
+    }
+
     /// Asserts `status` and that nothing of patient B shows in the body.
     async fn get_clean(&self, token: &str, path: &str, status: StatusCode) -> Value {
         let response = self.app.get_as(token, path).await;
@@ -333,15 +345,8 @@ async fn writes_into_another_compartment_store_nothing() {
 #[tokio::test]
 async fn read_only_patient_scope_writes_nothing() {
     let t = two_patients().await;
-    let token = t.token_a("patient/*.rs");
-    let before = t.app.count_rows("resources").await;
-    let response = t
-        .app
-        .post_as(&token, "Observation", &heart_rate(&t.a, 75))
+    t.assert_create_refused(&t.token_a("patient/*.rs"), 75)
         .await;
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    forbidden(&json(response).await);
-    assert_eq!(t.app.count_rows("resources").await, before);
 }
 
 /// Type and system history of a patient token hold the versions about its patient only,
@@ -528,15 +533,8 @@ async fn includes_keep_to_restricted_scopes_of_the_included_type() {
 #[tokio::test]
 async fn restricted_writes_and_unenforceable_restrictions_are_refused() {
     let t = two_patients().await;
-    let before = t.app.count_rows("resources").await;
     let writer = t.token_a("patient/Observation.cruds?category=vital-signs");
-    let response = t
-        .app
-        .post_as(&writer, "Observation", &heart_rate(&t.a, 77))
-        .await;
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    forbidden(&json(response).await);
-    assert_eq!(t.app.count_rows("resources").await, before);
+    t.assert_create_refused(&writer, 77).await;
     let response = t
         .app
         .get_as(&writer, &format!("Observation/{}", t.a_obs))
