@@ -253,6 +253,21 @@ pub struct AuditConfig {
     /// Most AuditEvents one writer inserts in one statement and commit.
     #[arg(long, global = true, env = "AUDIT_BATCH_MAX", default_value_t = 256)]
     pub audit_batch_max: usize,
+
+    /// When the event of a request that writes nothing (a read, a search, a refusal) is
+    /// safe enough to answer the request: `flushed`, once PostgreSQL has flushed it to
+    /// disk; `committed`, once it is committed, PostgreSQL flushing it within three
+    /// `wal_writer_delay`s (a crash of PostgreSQL itself in that window loses those events).
+    /// A write's event is always in the write's own transaction.
+    #[arg(long, global = true, env = "AUDIT_DURABILITY", value_enum, default_value_t = AuditDurability::Flushed)]
+    pub audit_durability: AuditDurability,
+}
+
+/// See `AuditConfig::audit_durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditDurability {
+    Flushed,
+    Committed,
 }
 
 /// Protection at the HTTP edge: CORS for browser clients and per-client rate limits

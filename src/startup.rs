@@ -114,10 +114,8 @@ impl Application {
             config,
             remote.clone(),
         ));
-        let mut audit_config = config.clone();
-        audit_config.db_pool_size = config.audit.audit_writers.max(1);
         let audit = web::Data::new(AuditWriter::start(
-            store::build_pool(&audit_config)?,
+            store::build_audit_pool(config)?,
             config.audit.audit_writers,
             config.audit.audit_batch_max,
         ));

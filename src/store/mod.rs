@@ -30,7 +30,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
-use crate::config::Config;
+use crate::config::{AuditDurability, Config};
 use crate::error::{ApiError, ApiResult};
 
 pub use diesel_async::pooled_connection::deadpool::PoolError;
@@ -46,7 +46,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// (deadpool's `Fast` method): a `SELECT 1` before every checkout would add a round trip
 /// to every request (a read by id needs just one).
 pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
-    pool_with(config, None)
+    pool_with(config, Session::default())
 }
 
 /// The pool of the HTTP requests. Their transactions never wait between statements for
@@ -54,10 +54,46 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
 /// statement may run belongs to a request abandoned at its deadline: PostgreSQL ends it,
 /// releasing its locks, instead of it waiting for the pool to recycle its connection.
 pub fn build_request_pool(config: &Config) -> anyhow::Result<Pool> {
-    pool_with(config, Some(config.db_statement_timeout_ms))
+    let session = Session {
+        idle_in_transaction_ms: Some(config.db_statement_timeout_ms),
+        ..Session::default()
+    };
+    pool_with(config, session)
 }
 
-fn pool_with(config: &Config, idle_in_transaction_ms: Option<u64>) -> anyhow::Result<Pool> {
+/// The pool of the audit trail's group-commit writers, one connection per writer. With
+/// `AUDIT_DURABILITY=committed` their commits do not wait for the WAL flush.
+pub fn build_audit_pool(config: &Config) -> anyhow::Result<Pool> {
+    let mut config = config.clone();
+    config.db_pool_size = config.audit.audit_writers.max(1);
+    let session = Session {
+        asynchronous_commit: config.audit.audit_durability == AuditDurability::Committed,
+        ..Session::default()
+    };
+    pool_with(&config, session)
+}
+
+/// Session settings of a pool's connections beyond the ones every connection gets.
+#[derive(Clone, Copy, Default)]
+struct Session {
+    idle_in_transaction_ms: Option<u64>,
+    asynchronous_commit: bool,
+}
+
+impl Session {
+    fn statements(self) -> String {
+        let mut statements = String::new();
+        if let Some(ms) = self.idle_in_transaction_ms {
+            statements.push_str(&format!("; SET idle_in_transaction_session_timeout = {ms}"));
+        }
+        if self.asynchronous_commit {
+            statements.push_str("; SET synchronous_commit = off");
+        }
+        statements
+    }
+}
+
+fn pool_with(config: &Config, session: Session) -> anyhow::Result<Pool> {
     let mut manager_config = ManagerConfig::default();
     manager_config.recycling_method = RecyclingMethod::Fast;
     let statement_timeout_ms = config.db_statement_timeout_ms;
@@ -72,11 +108,9 @@ fn pool_with(config: &Config, idle_in_transaction_ms: Option<u64>) -> anyhow::Re
             // merge that first reads every index row before the cursor. The statement
             // timeout keeps a slow or blocked statement from holding a connection and its
             // request past any deadline.
-            let idle = idle_in_transaction_ms.map_or(String::new(), |ms| {
-                format!("; SET idle_in_transaction_session_timeout = {ms}")
-            });
             conn.batch_execute(&format!(
-                "SET statement_timeout = {statement_timeout_ms}; SET jit = off; SET enable_mergejoin = off{idle}"
+                "SET statement_timeout = {statement_timeout_ms}; SET jit = off; SET enable_mergejoin = off{}",
+                session.statements()
             ))
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

@@ -5,7 +5,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, heart_rate, json};
+use ketamine_fhir::config::{AuditDurability, Config};
+use ketamine_fhir::store::{self, Pool};
+
+use crate::helpers::{TestApp, create_database, heart_rate, json};
 use crate::smart::{assertion, es384_key, register, request_token};
 
 const AUDITOR: &str = "system/AuditEvent.rs";
@@ -248,9 +251,21 @@ async fn a_read_whose_audit_cannot_be_written_is_503_and_works_after_recovery() 
 /// still leaves exactly its own AuditEvent before its answer is released.
 #[tokio::test]
 async fn concurrent_reads_share_commits_and_each_is_audited_once() {
+    concurrent_reads_are_each_audited_once(AuditDurability::Flushed).await;
+}
+
+/// `AUDIT_DURABILITY=committed` relaxes when a read's event is safe enough, not whether
+/// it is written: every read still leaves its own event before it is answered.
+#[tokio::test]
+async fn with_committed_audit_durability_each_concurrent_read_is_still_audited_once() {
+    concurrent_reads_are_each_audited_once(AuditDurability::Committed).await;
+}
+
+async fn concurrent_reads_are_each_audited_once(durability: AuditDurability) {
     let app = TestApp::spawn_with(|config| {
         config.audit.audit_writers = 1;
         config.audit.audit_batch_max = 4;
+        config.audit.audit_durability = durability;
     })
     .await;
     let id = app.create(&patient()).await["id"]
@@ -283,6 +298,42 @@ async fn concurrent_reads_share_commits_and_each_is_audited_once() {
     let mut expected: Vec<String> = (0..24).map(|n| format!("batched-read-{n}")).collect();
     expected.sort();
     assert_eq!(request_ids, expected);
+}
+
+/// `synchronous_commit` of a connection from `pool`.
+async fn synchronous_commit(pool: &Pool) -> String {
+    let mut conn = pool.get().await.unwrap();
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+        "current_setting('synchronous_commit')",
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Only the audit writers' commits stop waiting for the WAL flush, and only when asked
+/// to: the requests' transactions, which hold every write with its own event, always wait.
+#[tokio::test]
+async fn committed_audit_durability_relaxes_only_the_audit_writers_commits() {
+    let mut config = Config::local_defaults();
+    config.database_url = create_database().await;
+    config.db_pool_size = 2;
+    // The test server may run with it off for speed; this database starts from PostgreSQL's default.
+    let mut admin = AsyncPgConnection::establish(&config.database_url)
+        .await
+        .unwrap();
+    diesel::sql_query("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', current_database()); END $$")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let flushed_audit = store::build_audit_pool(&config).unwrap();
+    assert_eq!(synchronous_commit(&flushed_audit).await, "on");
+
+    config.audit.audit_durability = AuditDurability::Committed;
+    let committed_audit = store::build_audit_pool(&config).unwrap();
+    assert_eq!(synchronous_commit(&committed_audit).await, "off");
+    let requests = store::build_request_pool(&config).unwrap();
+    assert_eq!(synchronous_commit(&requests).await, "on");
 }
 
 fn id_of(resource: &Value) -> String {
