@@ -34,10 +34,8 @@ fn events(bundle: &Value) -> Vec<Value> {
         .collect()
 }
 
-async fn sql(app: &TestApp, statement: &str) -> Result<usize, diesel::result::Error> {
-    let mut conn = AsyncPgConnection::establish(&app.database_url)
-        .await
-        .unwrap();
+async fn sql(database_url: &str, statement: &str) -> Result<usize, diesel::result::Error> {
+    let mut conn = AsyncPgConnection::establish(database_url).await.unwrap();
     diesel::sql_query(statement).execute(&mut conn).await
 }
 
@@ -212,9 +210,9 @@ async fn clients_cannot_write_audit_events_and_sql_cannot_change_them() {
     }
     // Each refusal is itself audited, nothing else changed.
     assert_eq!(app.count_rows("audit_events").await, before + 4);
-    let update = sql(&app, "UPDATE audit_events SET outcome = '0'").await;
+    let update = sql(&app.database_url, "UPDATE audit_events SET outcome = '0'").await;
     assert!(update.unwrap_err().to_string().contains("append-only"));
-    let delete = sql(&app, "DELETE FROM audit_events").await;
+    let delete = sql(&app.database_url, "DELETE FROM audit_events").await;
     assert!(delete.unwrap_err().to_string().contains("append-only"));
     assert_eq!(app.count_rows("audit_events").await, before + 4);
 }
@@ -229,7 +227,7 @@ async fn a_read_whose_audit_cannot_be_written_is_503_and_works_after_recovery() 
     let path = format!("Patient/{id}");
     // The server connects as the table's owner: a constraint no row meets refuses it.
     sql(
-        &app,
+        &app.database_url,
         "ALTER TABLE audit_events ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
     )
     .await
@@ -239,9 +237,12 @@ async fn a_read_whose_audit_cannot_be_written_is_503_and_works_after_recovery() 
     let body = json(refused).await;
     assert_eq!(body["resourceType"], "OperationOutcome");
     assert!(body.to_string().find("Audited").is_none(), "{body}");
-    sql(&app, "ALTER TABLE audit_events DROP CONSTRAINT refuse_all")
-        .await
-        .unwrap();
+    sql(
+        &app.database_url,
+        "ALTER TABLE audit_events DROP CONSTRAINT refuse_all",
+    )
+    .await
+    .unwrap();
     assert_eq!(app.get(&path).await.status(), StatusCode::OK);
     let reads = app.count_rows("audit_events WHERE subtype = 'read'").await;
     assert_eq!(reads, 1);
@@ -319,13 +320,12 @@ async fn committed_audit_durability_relaxes_only_the_audit_writers_commits() {
     config.database_url = create_database().await;
     config.db_pool_size = 2;
     // The test server may run with it off for speed; this database starts from PostgreSQL's default.
-    let mut admin = AsyncPgConnection::establish(&config.database_url)
-        .await
-        .unwrap();
-    diesel::sql_query("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', current_database()); END $$")
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sql(
+        &config.database_url,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', current_database()); END $$",
+    )
+    .await
+    .unwrap();
     let flushed_audit = store::build_audit_pool(&config).unwrap();
     assert_eq!(synchronous_commit(&flushed_audit).await, "on");
 
@@ -478,7 +478,7 @@ async fn a_write_whose_audit_cannot_be_recorded_is_503_and_stores_nothing() {
     let versions = app.count_rows("resource_versions").await;
     let index_rows = app.count_rows("search_reference").await;
     sql(
-        &app,
+        &app.database_url,
         "ALTER TABLE audit_events ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
     )
     .await
@@ -497,9 +497,12 @@ async fn a_write_whose_audit_cannot_be_recorded_is_503_and_stores_nothing() {
     assert_eq!(app.count_rows("resources").await, resources);
     assert_eq!(app.count_rows("resource_versions").await, versions);
     assert_eq!(app.count_rows("search_reference").await, index_rows);
-    sql(&app, "ALTER TABLE audit_events DROP CONSTRAINT refuse_all")
-        .await
-        .unwrap();
+    sql(
+        &app.database_url,
+        "ALTER TABLE audit_events DROP CONSTRAINT refuse_all",
+    )
+    .await
+    .unwrap();
     let response = app.post("Observation", &heart_rate(&patient_id, 70)).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(app.count_rows("resources").await, resources + 1);
