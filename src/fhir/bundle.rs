@@ -39,16 +39,20 @@ impl SearchMode {
 }
 
 /// A searchset entry: the resource under its absolute `fullUrl` (outcomes have none).
+/// Built key by key: `json!` would copy the resource rather than move it.
 pub fn search_entry(base_url: &str, resource: Value, mode: SearchMode) -> Value {
-    if mode == SearchMode::Outcome {
-        return json!({"resource": resource, "search": {"mode": mode.as_str()}});
+    let mut entry = serde_json::Map::new();
+    if mode != SearchMode::Outcome {
+        let full_url = format!(
+            "{base_url}/{}/{}",
+            resource["resourceType"].as_str().unwrap_or_default(),
+            resource["id"].as_str().unwrap_or_default()
+        );
+        entry.insert("fullUrl".into(), Value::String(full_url));
     }
-    let full_url = format!(
-        "{base_url}/{}/{}",
-        resource["resourceType"].as_str().unwrap_or_default(),
-        resource["id"].as_str().unwrap_or_default()
-    );
-    json!({"fullUrl": full_url, "resource": resource, "search": {"mode": mode.as_str()}})
+    entry.insert("resource".into(), resource);
+    entry.insert("search".into(), json!({"mode": mode.as_str()}));
+    Value::Object(entry)
 }
 
 /// A searchset Bundle of matches (`entry.search.mode` = match).
@@ -108,13 +112,15 @@ pub fn history(base_url: &str, versions: Vec<Version>, total: i64, links: &[Link
             entry
         })
         .collect();
-    json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "id": uuid::Uuid::new_v4().to_string(),
         "meta": {"lastUpdated": instant(chrono::Utc::now())},
         "type": "history",
         "total": total,
         "link": links_json(links),
-        "entry": entries,
-    })
+    });
+    // Assigned, not written in `json!`, which would copy every entry.
+    bundle["entry"] = Value::Array(entries);
+    bundle
 }

@@ -726,7 +726,10 @@ fn response_entry(result: EntryResult, base_url: &str, preferences: Preferences)
             entry
         }
         EntryResult::Searched(bundle) => {
-            json!({"resource": bundle, "response": {"status": status_text(StatusCode::OK)}})
+            let mut entry = json!({"response": {"status": status_text(StatusCode::OK)}});
+            // Assigned, not written in `json!`, which would copy the whole searchset.
+            entry["resource"] = bundle;
+            entry
         }
         EntryResult::Failed(error) => json!({
             "response": {

@@ -262,7 +262,7 @@ pub struct TypeQuery {
 /// that its compartment, `_since` and filters select.
 fn push_selection(sql: &mut Sql, query: &TypeQuery, since: Option<DateTime<Utc>>, after_seq: i64) {
     sql.push(" FROM resources r WHERE r.resource_type = ")
-        .text(&query.resource_type)
+        .name(&query.resource_type)
         .push(" AND NOT r.deleted AND r.created_seq > ")
         .bind(Bound::BigInt(after_seq));
     if let Some(since) = since {
@@ -292,9 +292,9 @@ fn push_compartment(sql: &mut Sql, query: &TypeQuery) {
         return;
     }
     sql.push(" AND EXISTS (SELECT 1 FROM search_reference x WHERE x.resource_type = ")
-        .text(&query.resource_type)
+        .name(&query.resource_type)
         .push(" AND x.resource_seq = r.created_seq AND x.param = ")
-        .text(COMPARTMENT_PARAMETER)
+        .name(COMPARTMENT_PARAMETER)
         .push(" AND x.target_type = 'Patient'");
     if let Some(ids) = patients {
         sql.push(" AND x.target_id = ANY(")
@@ -505,7 +505,7 @@ fn step_statement(
         .push("::uuid, ")
         .bind(Bound::BigInt(file_number.into()))
         .push("::integer, ")
-        .text(&query.resource_type)
+        .name(&query.resource_type)
         .push(
             ", resources, bytes FROM summary WHERE resources > 0 \
              ON CONFLICT (job_id, file_number) DO UPDATE SET \

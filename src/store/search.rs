@@ -88,6 +88,23 @@ impl Sql {
         self.bind(Bound::Text(value.to_string()))
     }
 
+    /// A resource type or search parameter code, written into the text as a literal
+    /// rather than bound: the planner then prunes the partitions of other types when it
+    /// plans the statement, so a kept statement's plan for all values reads only the
+    /// partitions it names (with a bound type it would be costed over every partition and
+    /// never chosen). Anything that is not plainly a name is bound instead.
+    pub(super) fn name(&mut self, name: &str) -> &mut Self {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if plain {
+            self.push("'").push(name).push("'")
+        } else {
+            self.text(name)
+        }
+    }
+
     fn alias(&mut self, stem: &str) -> String {
         self.aliases += 1;
         format!("{stem}{}", self.aliases)
@@ -318,9 +335,9 @@ fn open_index_rows(
     let x = sql.alias("x");
     let not = if negate { "NOT " } else { "" };
     sql.push(&format!("{not}EXISTS (SELECT 1 FROM {} {x} WHERE {x}.resource_seq = {row_seq} AND {x}.resource_type = ", table(kind)))
-        .text(resource_type)
+        .name(resource_type)
         .push(&format!(" AND {x}.param = "))
-        .text(param);
+        .name(param);
     x
 }
 
@@ -360,7 +377,7 @@ fn filter_condition(sql: &mut Sql, row: Row, resource_type: &str, filter: &Filte
         sql.push(&format!(
             "EXISTS (SELECT 1 FROM resources {alias} WHERE {alias}.resource_type = "
         ))
-        .text(resource_type)
+        .name(resource_type)
         .push(&format!(
             " AND {alias}.created_seq = {} AND NOT {alias}.deleted AND ",
             row.seq()
@@ -418,11 +435,11 @@ fn filter_condition(sql: &mut Sql, row: Row, resource_type: &str, filter: &Filte
             );
             let target = sql.alias("t");
             sql.push(&format!(" AND {x}.target_type = "))
-                .text(target_type)
+                .name(target_type)
                 .push(&format!(
                     " AND EXISTS (SELECT 1 FROM resources {target} WHERE {target}.resource_type = "
                 ))
-                .text(target_type)
+                .name(target_type)
                 .push(&format!(
                     " AND {target}.id = {x}.target_id AND NOT {target}.deleted AND "
                 ));
@@ -439,11 +456,11 @@ fn filter_condition(sql: &mut Sql, row: Row, resource_type: &str, filter: &Filte
             sql.push(&format!(
                 "EXISTS (SELECT 1 FROM search_reference {x} JOIN resources {source} ON {source}.created_seq = {x}.resource_seq AND {source}.resource_type = "
             ))
-            .text(source_type)
+            .name(source_type)
             .push(&format!(" WHERE {x}.resource_type = "))
-            .text(source_type)
+            .name(source_type)
             .push(&format!(" AND {x}.param = "))
-            .text(param)
+            .name(param)
             .push(&format!(" AND {x}.target_type = {alias}.resource_type AND {x}.target_id = {alias}.id AND NOT {source}.deleted AND "));
             filter_condition(sql, Row::resource(&source), source_type, inner);
             sql.push(")");
@@ -487,7 +504,7 @@ pub(super) fn all_of(sql: &mut Sql, alias: &str, resource_type: &str, filters: &
 /// `FROM resources r WHERE <type, live, filters>`
 fn from_where(sql: &mut Sql, query: &SearchQuery) {
     sql.push(" FROM resources r WHERE r.resource_type = ")
-        .text(&query.resource_type)
+        .name(&query.resource_type)
         .push(" AND NOT r.deleted");
     for filter in &query.filters {
         sql.push(" AND ");
@@ -524,9 +541,9 @@ fn sort_expression(sql: &mut Sql, resource_type: &str, sort: &Sort) {
         "(SELECT {aggregate}({column}) FROM {} x WHERE x.resource_type = ",
         table(kind)
     ))
-    .text(resource_type)
+    .name(resource_type)
     .push(" AND x.resource_seq = r.created_seq AND x.param = ")
-    .text(param)
+    .name(param)
     .push(")");
 }
 
@@ -681,9 +698,9 @@ fn page_driven_by_index(query: &SearchQuery, driver: usize, backwards: bool) -> 
         "SELECT p.seq, c.content, jsonb_build_array() AS keys FROM (SELECT DISTINCT ON (d.resource_seq) d.resource_seq AS seq FROM {} d WHERE d.resource_type = ",
         table(*kind)
     ))
-    .text(&query.resource_type)
+    .name(&query.resource_type)
     .push(" AND d.param = ")
-    .text(param)
+    .name(param)
     .push(" AND ")
     .any_of(values, |sql, value| value_condition(sql, "d", value));
     if let Some(cursor) = &query.cursor {
@@ -708,7 +725,7 @@ fn page_driven_by_index(query: &SearchQuery, driver: usize, backwards: bool) -> 
     page.push(&format!(" ORDER BY d.resource_seq {direction} LIMIT "))
         .bind(Bound::BigInt(query.count + 1))
         .push(") p JOIN resources c ON c.resource_type = ")
-        .text(&query.resource_type)
+        .name(&query.resource_type)
         .push(&format!(
             " AND c.created_seq = p.seq AND NOT c.deleted ORDER BY p.seq {direction}"
         ));
@@ -755,7 +772,7 @@ fn page_over_resources(query: &SearchQuery, backwards: bool) -> Sql {
         .push(" LIMIT ")
         .bind(Bound::BigInt(query.count + 1))
         .push(") p JOIN resources c ON c.resource_type = ")
-        .text(&query.resource_type)
+        .name(&query.resource_type)
         .push(" AND c.created_seq = p.seq ORDER BY ")
         .push(&order_by(&order_components("p", &query.sort, backwards)));
     page
@@ -911,12 +928,12 @@ pub async fn referenced(
     sql.push("SELECT DISTINCT x.target_type, x.target_id FROM search_reference x WHERE x.resource_seq = ANY(")
         .bind(Bound::BigInts(seqs.to_vec()))
         .push(") AND x.resource_type = ")
-        .text(source_type)
+        .name(source_type)
         .push(" AND x.param = ")
-        .text(param)
+        .name(param)
         .push(" AND x.target_type IS NOT NULL AND x.target_id IS NOT NULL");
     if let Some(target_type) = target_type {
-        sql.push(" AND x.target_type = ").text(target_type);
+        sql.push(" AND x.target_type = ").name(target_type);
     }
     let rows: Vec<Row> = sql.into_query().load(&mut conn).await?;
     Ok(rows
@@ -948,15 +965,15 @@ pub async fn referring(
     let (types, ids): (Vec<String>, Vec<String>) = targets.iter().cloned().unzip();
     let mut sql = Sql::default();
     sql.push("SELECT r.created_seq, r.content FROM resources r WHERE NOT r.deleted AND r.resource_type = ")
-        .text(source_type)
+        .name(source_type)
         .push(" AND r.created_seq IN (SELECT x.resource_seq FROM search_reference x JOIN unnest(")
         .bind(Bound::Texts(types))
         .push("::text[], ")
         .bind(Bound::Texts(ids))
         .push("::text[]) AS t(target_type, target_id) ON x.target_type = t.target_type AND x.target_id = t.target_id WHERE x.resource_type = ")
-        .text(source_type)
+        .name(source_type)
         .push(" AND x.param = ")
-        .text(param)
+        .name(param)
         .push(") ORDER BY r.created_seq LIMIT ")
         .bind(Bound::BigInt(limit));
     let rows: Vec<Row> = sql.into_query().load(&mut conn).await?;
@@ -969,6 +986,21 @@ pub async fn referring(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_written_as_literals_and_anything_else_is_bound() {
+        let mut sql = Sql::default();
+        sql.push("t = ").name("MedicationAdministration");
+        sql.push(" AND p = ").name("general-practitioner");
+        sql.push(" AND q = ").name("Pat'ient");
+        sql.push(" AND r = ").name("");
+        assert_eq!(
+            sql.text,
+            "t = 'MedicationAdministration' AND p = 'general-practitioner' AND q = $1 AND r = $2"
+        );
+        assert_eq!(sql.binds.len(), 2);
+        assert!(matches!(&sql.binds[0], Bound::Text(v) if v == "Pat'ient"));
+    }
 
     #[test]
     fn prefix_bounds() {

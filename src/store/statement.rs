@@ -1,9 +1,13 @@
 //! `Statement`: SQL text with `$n` placeholders and the values bound to them, run through
 //! diesel. A statement with a fixed text is prepared once per connection and kept; one
-//! whose text is built per request (search) is prepared for that call only, since the
-//! variety of such texts has no bound.
+//! whose text is built per request (search) is kept too if its text is among the first
+//! `BUILT_TEXTS_KEPT` distinct ones the process has seen, and prepared for that call only
+//! otherwise, since the variety of such texts has no bound.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -50,13 +54,57 @@ impl Statement {
         }
     }
 
-    /// A statement whose text was built for one request: prepared for that call only.
+    /// A statement whose text was built for one request: kept prepared when its text is
+    /// one of the texts admitted (see `admitted`), prepared for this call only otherwise.
     pub fn built(sql: String, values: Vec<Bound>) -> Self {
+        let keep_prepared = admitted(&sql);
         Statement {
             sql: Cow::Owned(sql),
             values,
-            keep_prepared: false,
+            keep_prepared,
         }
+    }
+}
+
+/// How many distinct built texts each connection may keep prepared. A search of one shape
+/// (the same parameters and modifiers, any values) has one text, and a client's searches
+/// come in few shapes. A kept statement spares a round trip and its parsing, and after
+/// five runs PostgreSQL may plan it once for all values; it costs the database about
+/// 130 KB per text on each connection that ran it, which this bound limits.
+pub const BUILT_TEXTS_KEPT: usize = 64;
+
+/// Whether `sql` is one of the texts kept prepared: the first `BUILT_TEXTS_KEPT`
+/// distinct texts the process built are, for as long as it runs; later ones are not, so
+/// clients sending ever new shapes cannot grow the connections' caches without bound.
+fn admitted(sql: &str) -> bool {
+    static KEPT: OnceLock<KeptTexts> = OnceLock::new();
+    KEPT.get_or_init(|| KeptTexts::new(BUILT_TEXTS_KEPT))
+        .admits(sql)
+}
+
+/// The first `limit` distinct texts offered, by a hash of each.
+struct KeptTexts {
+    limit: usize,
+    hashes: Mutex<HashSet<u64>>,
+}
+
+impl KeptTexts {
+    fn new(limit: usize) -> Self {
+        KeptTexts {
+            limit,
+            hashes: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn admits(&self, sql: &str) -> bool {
+        let mut hasher = DefaultHasher::new();
+        sql.hash(&mut hasher);
+        let hash = hasher.finish();
+        let mut hashes = self
+            .hashes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        hashes.contains(&hash) || (hashes.len() < self.limit && hashes.insert(hash))
     }
 }
 
@@ -136,5 +184,32 @@ mod tests {
             builder.finish(),
             "SELECT $1::text, x FROM t WHERE y = ANY($2)"
         );
+    }
+
+    #[test]
+    fn only_the_first_texts_up_to_the_limit_are_kept() {
+        let kept = KeptTexts::new(2);
+        assert!(kept.admits("SELECT 1"));
+        assert!(kept.admits("SELECT 2"));
+        assert!(!kept.admits("SELECT 3"), "a third text is past the limit");
+        assert!(kept.admits("SELECT 1"), "an admitted text stays admitted");
+        assert!(kept.admits("SELECT 2"));
+        assert!(!kept.admits("SELECT 3"), "and the third is still refused");
+    }
+
+    #[test]
+    fn a_kept_statement_may_be_cached_and_a_refused_one_may_not() {
+        use diesel::query_builder::QueryFragment;
+        let kept = Statement {
+            sql: Cow::Borrowed("SELECT $1::text"),
+            values: vec![Bound::Text("a".into())],
+            keep_prepared: true,
+        };
+        let once = Statement {
+            keep_prepared: false,
+            ..kept.clone()
+        };
+        assert!(kept.is_safe_to_cache_prepared(&Pg).unwrap());
+        assert!(!once.is_safe_to_cache_prepared(&Pg).unwrap());
     }
 }

@@ -286,3 +286,60 @@ async fn filtered_pages_in_creation_order_go_both_ways_once_per_resource() {
     assert_eq!(ids(&back_again), created[1..3]);
     assert!(link(&back_again, "previous").is_none());
 }
+
+/// A search of one shape is kept prepared on its connection, and after five runs
+/// PostgreSQL may plan it once for any values. On a single connection, the same searches
+/// with other values, well past that point, must each still find exactly their own
+/// matches: plain, sorted and chained.
+#[tokio::test]
+async fn searches_of_one_shape_repeated_on_one_connection_find_their_own_matches() {
+    let app = TestApp::spawn_with(|config| config.db_pool_size = 1).await;
+    let mut patients = Vec::new();
+    for (family, beats) in [
+        ("Okafor", [61, 62]),
+        ("Brandt", [71, 72]),
+        ("Ishikawa", [81, 82]),
+    ] {
+        let mut resource = patient();
+        resource["name"][0]["family"] = json!(family);
+        let id = app.create(&resource).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut observations = Vec::new();
+        for bpm in beats {
+            let mut observation = heart_rate(&id, bpm);
+            observation["effectiveDateTime"] = json!(format!("2026-11-{:02}T10:00:00Z", bpm - 60));
+            observations.push(
+                app.create(&observation).await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        patients.push((family, id, observations));
+    }
+    for round in 0..12 {
+        let (family, id, observations) = &patients[round % patients.len()];
+        let newest_first: Vec<String> = observations.iter().rev().cloned().collect();
+        let sorted =
+            format!("Observation?patient={id}&code=http://loinc.org|8867-4&_sort=-date&_count=10");
+        assert_eq!(
+            ids(&json(app.get(&sorted).await).await),
+            newest_first,
+            "round {round}: {sorted}"
+        );
+        let chained = format!("Observation?subject:Patient.name={family}&_sort=date");
+        assert_eq!(
+            ids(&json(app.get(&chained).await).await),
+            *observations,
+            "round {round}: {chained}"
+        );
+        let by_name = format!("Patient?family={family}");
+        assert_eq!(
+            ids(&json(app.get(&by_name).await).await),
+            vec![id.clone()],
+            "round {round}: {by_name}"
+        );
+    }
+}
