@@ -264,10 +264,10 @@ fn push_selection(sql: &mut Sql, query: &TypeQuery, since: Option<DateTime<Utc>>
     sql.push(" FROM resources r WHERE r.resource_type = ")
         .name(&query.resource_type)
         .push(" AND NOT r.deleted AND r.created_seq > ")
-        .bind(Bound::BigInt(after_seq));
+        .range(Bound::BigInt(after_seq));
     if let Some(since) = since {
         sql.push(" AND r.last_updated >= ")
-            .bind(Bound::Instant(since));
+            .range(Bound::Instant(since));
     }
     push_compartment(sql, query);
     if !query.filters.is_empty() {

@@ -69,6 +69,9 @@ pub(super) struct Sql {
     text: String,
     binds: Vec<Bound>,
     aliases: usize,
+    /// Whether a value bounds a range (see `range`), so the statement is planned with its
+    /// values on every run.
+    ranged: bool,
 }
 
 impl Sql {
@@ -86,6 +89,16 @@ impl Sql {
 
     pub(super) fn text(&mut self, value: &str) -> &mut Self {
         self.bind(Bound::Text(value.to_string()))
+    }
+
+    /// A value that bounds a range (a date, number, string prefix, substring or paging
+    /// cursor). How many rows such a bound selects depends on its value, so one plan for
+    /// all values could be a poor one (a name prefix planned without its value scanned
+    /// every name): a statement with one is not kept, and is planned with its values each
+    /// time. Equalities (`text`, `bind`) are estimated well without their values.
+    pub(super) fn range(&mut self, value: Bound) -> &mut Self {
+        self.ranged = true;
+        self.bind(value)
     }
 
     /// A resource type or search parameter code, written into the text as a literal
@@ -127,7 +140,7 @@ impl Sql {
     }
 
     pub(super) fn into_query(self) -> Statement {
-        Statement::built(self.text, self.binds)
+        Statement::built(self.text, self.binds, !self.ranged)
     }
 }
 
@@ -179,11 +192,12 @@ fn token_condition(sql: &mut Sql, x: &str, value: &TokenMatch) {
 }
 
 fn starts_with(sql: &mut Sql, column: &str, prefix: &str) {
-    sql.push(&format!("({column} ~>=~ ")).text(prefix);
+    sql.push(&format!("({column} ~>=~ "))
+        .range(Bound::Text(prefix.to_string()));
     match prefix_upper_bound(prefix) {
         Some(upper) => sql
             .push(&format!(" AND {column} ~<~ "))
-            .text(&upper)
+            .range(Bound::Text(upper))
             .push(")"),
         None => sql.push(")"),
     };
@@ -196,42 +210,42 @@ fn date_condition(sql: &mut Sql, start: &str, finish: &str, value: &DateMatch) {
     match value.prefix {
         Prefix::Eq => sql
             .push(&format!("({start} >= "))
-            .bind(a())
+            .range(a())
             .push(&format!(" AND {finish} <= "))
-            .bind(b())
+            .range(b())
             .push(")"),
         Prefix::Ne => sql
             .push(&format!("NOT ({start} >= "))
-            .bind(a())
+            .range(a())
             .push(&format!(" AND {finish} <= "))
-            .bind(b())
+            .range(b())
             .push(")"),
-        Prefix::Gt => sql.push(&format!("{finish} > ")).bind(b()),
-        Prefix::Lt => sql.push(&format!("{start} < ")).bind(a()),
+        Prefix::Gt => sql.push(&format!("{finish} > ")).range(b()),
+        Prefix::Lt => sql.push(&format!("{start} < ")).range(a()),
         Prefix::Ge => sql
             .push(&format!("({finish} > "))
-            .bind(b())
+            .range(b())
             .push(&format!(" OR ({start} >= "))
-            .bind(a())
+            .range(a())
             .push(&format!(" AND {finish} <= "))
-            .bind(b())
+            .range(b())
             .push("))"),
         Prefix::Le => sql
             .push(&format!("({start} < "))
-            .bind(a())
+            .range(a())
             .push(&format!(" OR ({start} >= "))
-            .bind(a())
+            .range(a())
             .push(&format!(" AND {finish} <= "))
-            .bind(b())
+            .range(b())
             .push("))"),
-        Prefix::StartsAfter => sql.push(&format!("{start} >= ")).bind(b()),
-        Prefix::EndsBefore => sql.push(&format!("{finish} <= ")).bind(a()),
+        Prefix::StartsAfter => sql.push(&format!("{start} >= ")).range(b()),
+        Prefix::EndsBefore => sql.push(&format!("{finish} <= ")).range(a()),
         Prefix::Approximately => {
             let (low, high) = approximate_window(value.start, value.end, Utc::now());
             sql.push(&format!("({start} < "))
-                .bind(Bound::Instant(high))
+                .range(Bound::Instant(high))
                 .push(&format!(" AND {finish} > "))
-                .bind(Bound::Instant(low))
+                .range(Bound::Instant(low))
                 .push(")")
         }
     };
@@ -263,25 +277,25 @@ fn number_condition(sql: &mut Sql, x: &str, value: &NumberMatch) {
     match value.prefix {
         Prefix::Eq => sql
             .push(&format!("{column} >= "))
-            .bind(n(low))
+            .range(n(low))
             .push(&format!(" AND {column} < "))
-            .bind(n(high)),
+            .range(n(high)),
         Prefix::Ne => sql
             .push(&format!("NOT ({column} >= "))
-            .bind(n(low))
+            .range(n(low))
             .push(&format!(" AND {column} < "))
-            .bind(n(high))
+            .range(n(high))
             .push(")"),
-        Prefix::Gt | Prefix::StartsAfter => sql.push(&format!("{column} > ")).bind(n(target)),
-        Prefix::Lt | Prefix::EndsBefore => sql.push(&format!("{column} < ")).bind(n(target)),
-        Prefix::Ge => sql.push(&format!("{column} >= ")).bind(n(target)),
-        Prefix::Le => sql.push(&format!("{column} <= ")).bind(n(target)),
+        Prefix::Gt | Prefix::StartsAfter => sql.push(&format!("{column} > ")).range(n(target)),
+        Prefix::Lt | Prefix::EndsBefore => sql.push(&format!("{column} < ")).range(n(target)),
+        Prefix::Ge => sql.push(&format!("{column} >= ")).range(n(target)),
+        Prefix::Le => sql.push(&format!("{column} <= ")).range(n(target)),
         Prefix::Approximately => {
             let (a, b) = (target * 0.9, target * 1.1);
             sql.push(&format!("{column} >= "))
-                .bind(n(a.min(b)))
+                .range(n(a.min(b)))
                 .push(&format!(" AND {column} <= "))
-                .bind(n(a.max(b)))
+                .range(n(a.max(b)))
         }
     };
     sql.push(")");
@@ -299,7 +313,7 @@ fn value_condition(sql: &mut Sql, x: &str, value: &ValueMatch) {
         }
         ValueMatch::String(StringMode::Contains, text) => {
             sql.push(&format!("{x}.normalized LIKE "))
-                .text(&format!("%{}%", like_escaped(text)));
+                .range(Bound::Text(format!("%{}%", like_escaped(text))));
         }
         ValueMatch::Date(date) => {
             date_condition(sql, &format!("{x}.start"), &format!("{x}.finish"), date)
@@ -614,7 +628,7 @@ fn keyset_condition(sql: &mut Sql, components: &[(String, bool)], cursor: &Curso
             match &values[j] {
                 Some(bound) => sql
                     .push(&format!("{expression} = "))
-                    .bind(bound.clone())
+                    .range(bound.clone())
                     .push(" AND "),
                 None => sql.push(&format!("{expression} IS NULL AND ")),
             };
@@ -622,7 +636,7 @@ fn keyset_condition(sql: &mut Sql, components: &[(String, bool)], cursor: &Curso
         let (expression, descending) = &components[i];
         let op = if *descending { "<" } else { ">" };
         sql.push(&format!("{expression} {op} "))
-            .bind(value.clone())
+            .range(value.clone())
             .push(")");
     }
     if first {
@@ -709,7 +723,7 @@ fn page_driven_by_index(query: &SearchQuery, driver: usize, backwards: bool) -> 
         } else {
             " AND d.resource_seq > "
         })
-        .bind(Bound::BigInt(cursor.seq));
+        .range(Bound::BigInt(cursor.seq));
     }
     let row = Row {
         alias: "d",
@@ -1000,6 +1014,27 @@ mod tests {
         );
         assert_eq!(sql.binds.len(), 2);
         assert!(matches!(&sql.binds[0], Bound::Text(v) if v == "Pat'ient"));
+    }
+
+    #[test]
+    fn a_statement_bounding_a_range_is_planned_with_its_values_each_time() {
+        use diesel::pg::Pg;
+        use diesel::query_builder::QueryFragment;
+        let mut equality = Sql::default();
+        equality.push("SELECT 1 WHERE 'an equality' = ").text("a");
+        assert!(
+            equality
+                .into_query()
+                .is_safe_to_cache_prepared(&Pg)
+                .unwrap()
+        );
+        let mut ranged = Sql::default();
+        ranged
+            .push("SELECT 1 WHERE 'a range' = ")
+            .text("a")
+            .push(" AND 'b' > ")
+            .range(Bound::Text("c".into()));
+        assert!(!ranged.into_query().is_safe_to_cache_prepared(&Pg).unwrap());
     }
 
     #[test]

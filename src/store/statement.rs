@@ -1,8 +1,9 @@
 //! `Statement`: SQL text with `$n` placeholders and the values bound to them, run through
 //! diesel. A statement with a fixed text is prepared once per connection and kept; one
-//! whose text is built per request (search) is kept too if its text is among the first
-//! `BUILT_TEXTS_KEPT` distinct ones the process has seen, and prepared for that call only
-//! otherwise, since the variety of such texts has no bound.
+//! whose text is built per request (search) is kept too if one plan may serve all its
+//! values and its text is among the first `BUILT_TEXTS_KEPT` distinct ones the process
+//! has seen, and prepared for that call only otherwise, since the variety of such texts
+//! has no bound.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -54,10 +55,11 @@ impl Statement {
         }
     }
 
-    /// A statement whose text was built for one request: kept prepared when its text is
-    /// one of the texts admitted (see `admitted`), prepared for this call only otherwise.
-    pub fn built(sql: String, values: Vec<Bound>) -> Self {
-        let keep_prepared = admitted(&sql);
+    /// A statement whose text was built for one request: kept prepared when one plan may
+    /// serve all its values (`plan_fits_all_values`) and its text is one of the texts
+    /// admitted (see `admitted`), prepared for this call only otherwise.
+    pub fn built(sql: String, values: Vec<Bound>, plan_fits_all_values: bool) -> Self {
+        let keep_prepared = plan_fits_all_values && admitted(&sql);
         Statement {
             sql: Cow::Owned(sql),
             values,
