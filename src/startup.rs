@@ -82,10 +82,8 @@ impl Application {
             exports: exports.clone(),
         });
         let metrics = Arc::new(Metrics::new());
-        let mut delivery_config = config.clone();
-        delivery_config.db_pool_size = config.webhooks.webhook_workers + 1;
         let deliverer = Arc::new(Deliverer {
-            pool: store::build_pool(&delivery_config)?,
+            pool: store::build_worker_pool(config, config.webhooks.webhook_workers + 1)?,
             writes: state.writes.clone(),
             base_url: base_url.clone(),
             client: egress::client(
@@ -98,10 +96,8 @@ impl Application {
             poll: Duration::from_millis(config.webhooks.webhook_poll_ms.max(10)),
             metrics: metrics.clone(),
         });
-        let mut export_config = config.clone();
-        export_config.db_pool_size = config.bulk_export.bulk_export_workers + 1;
         let exporter = Arc::new(Exporter {
-            pool: store::build_pool(&export_config)?,
+            pool: store::build_worker_pool(config, config.bulk_export.bulk_export_workers + 1)?,
             context: exports,
             search: routes::export::search_context(&state),
         });

@@ -46,7 +46,13 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// (deadpool's `Fast` method): a `SELECT 1` before every checkout would add a round trip
 /// to every request (a read by id needs just one).
 pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
-    pool_with(config, Session::default())
+    pool_with(config, config.pool_size(), Session::default())
+}
+
+/// A pool of `size` connections for a set of background workers (webhook delivery, bulk
+/// export), apart from the requests' pool so that they never wait for each other.
+pub fn build_worker_pool(config: &Config, size: usize) -> anyhow::Result<Pool> {
+    pool_with(config, size, Session::default())
 }
 
 /// The pool of the HTTP requests. Their transactions never wait between statements for
@@ -58,19 +64,17 @@ pub fn build_request_pool(config: &Config) -> anyhow::Result<Pool> {
         idle_in_transaction_ms: Some(config.db_statement_timeout_ms),
         ..Session::default()
     };
-    pool_with(config, session)
+    pool_with(config, config.pool_size(), session)
 }
 
 /// The pool of the audit trail's group-commit writers, one connection per writer. With
 /// `AUDIT_DURABILITY=committed` their commits do not wait for the WAL flush.
 pub fn build_audit_pool(config: &Config) -> anyhow::Result<Pool> {
-    let mut config = config.clone();
-    config.db_pool_size = config.audit.audit_writers.max(1);
     let session = Session {
         asynchronous_commit: config.audit.audit_durability == AuditDurability::Committed,
         ..Session::default()
     };
-    pool_with(&config, session)
+    pool_with(config, config.audit.audit_writers.max(1), session)
 }
 
 /// Session settings of a pool's connections beyond the ones every connection gets.
@@ -93,7 +97,7 @@ impl Session {
     }
 }
 
-fn pool_with(config: &Config, session: Session) -> anyhow::Result<Pool> {
+fn pool_with(config: &Config, size: usize, session: Session) -> anyhow::Result<Pool> {
     let mut manager_config = ManagerConfig::default();
     manager_config.recycling_method = RecyclingMethod::Fast;
     let statement_timeout_ms = config.db_statement_timeout_ms;
@@ -124,7 +128,7 @@ fn pool_with(config: &Config, session: Session) -> anyhow::Result<Pool> {
     );
     let timeout = config.db_acquire_timeout();
     Ok(Pool::builder(manager)
-        .max_size(config.pool_size())
+        .max_size(size)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
         .recycle_timeout(Some(timeout))
