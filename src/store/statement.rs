@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -84,29 +83,26 @@ fn admitted(sql: &str) -> bool {
         .admits(sql)
 }
 
-/// The first `limit` distinct texts offered, by a hash of each.
+/// The first `limit` distinct texts offered.
 struct KeptTexts {
     limit: usize,
-    hashes: Mutex<HashSet<u64>>,
+    texts: Mutex<HashSet<String>>,
 }
 
 impl KeptTexts {
     fn new(limit: usize) -> Self {
         KeptTexts {
             limit,
-            hashes: Mutex::new(HashSet::new()),
+            texts: Mutex::new(HashSet::new()),
         }
     }
 
     fn admits(&self, sql: &str) -> bool {
-        let mut hasher = DefaultHasher::new();
-        sql.hash(&mut hasher);
-        let hash = hasher.finish();
-        let mut hashes = self
-            .hashes
+        let mut texts = self
+            .texts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        hashes.contains(&hash) || (hashes.len() < self.limit && hashes.insert(hash))
+        texts.contains(sql) || (texts.len() < self.limit && texts.insert(sql.to_string()))
     }
 }
 
